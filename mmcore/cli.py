@@ -1,0 +1,231 @@
+"""The ``mmcore`` command line.
+
+``validate``, ``plugins``, ``list`` and ``schema`` never import torch; ``run``, ``eval``,
+``sweep`` and ``plot`` do. User errors print one message and exit 2 (``--debug``: traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+
+from . import __version__
+from .errors import MmcoreUserError
+
+EXIT_USER_ERROR = 2
+
+
+def _registry(args):
+    from .registry import get_registry
+
+    return get_registry()
+
+
+def cmd_validate(args) -> int:
+    from .errors import SpecError
+    from .spec import load_spec
+
+    failed = 0
+    for path in args.spec:
+        try:
+            rs = load_spec(path, overrides=_overrides(args))
+        except SpecError as e:
+            print(str(e), file=sys.stderr)
+            failed += 1
+            continue
+        parts = ", ".join(f"{k}={p.entry.name}" for k, p in rs.parts.items() if not k.startswith("encoders."))
+        print(f"{path}: ok ({parts})")
+    return EXIT_USER_ERROR if failed else 0
+
+
+def cmd_plugins(args) -> int:
+    reg = _registry(args)
+    if args.json:
+        print(json.dumps([p.as_json() for p in reg.plugins], indent=2))
+        return 0
+    for p in reg.plugins:
+        tag = " [builtin]" if p.builtin else ""
+        print(f"{p.dist} {p.version}{tag}  (entry point '{p.entry_point}')  {p.status}")
+        for kind, names in sorted(p.components.items()):
+            print(f"    {kind}: {', '.join(sorted(names))}")
+    failed = [p for p in reg.plugins if p.status != "ok"]
+    return 0 if not failed or not args.strict else 1
+
+
+def cmd_list(args) -> int:
+    import fnmatch
+
+    from .registry import KINDS
+
+    reg = _registry(args)
+    if args.kind and args.kind not in KINDS:
+        from .errors import UnknownComponentError
+
+        raise UnknownComponentError(f"unknown kind {args.kind!r}; kinds are {', '.join(KINDS)}")
+    rows = [e for e in reg.entries(args.kind) if fnmatch.fnmatchcase(e.name, args.pattern or "*")]
+    if args.json:
+        print(json.dumps([{"kind": e.kind, "name": e.name, "provider": e.provided_by, "target": e.target,
+                           "description": e.description, "aux_losses": e.aux_losses} for e in rows], indent=2))
+        return 0
+    w = max([len(e.name) for e in rows] + [4])
+    for e in rows:
+        print(f"{e.kind:<8} {e.name:<{w}}  {e.provided_by:<24} {e.target}")
+        if args.verbose and e.description:
+            print(f"{'':<8} {'':<{w}}  {e.description}")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from .spec.schema import spec_schema
+
+    text = json.dumps(spec_schema(_registry(args)), indent=2)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .train.run import run_from_cli
+
+    return run_from_cli(args)
+
+
+def cmd_eval(args) -> int:
+    from .train.run import eval_from_cli
+
+    return eval_from_cli(args)
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import sweep_from_cli
+
+    return sweep_from_cli(args)
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_from_cli
+
+    return plot_from_cli(args)
+
+
+def _overrides(args) -> list[str]:
+    over = list(getattr(args, "set", None) or [])
+    data = getattr(args, "data", None)
+    if data:
+        over += data_overrides(data)
+    return over
+
+
+def data_overrides(path: str) -> list[str]:
+    """``--data PATH``: pick the loader by file type and point it at PATH."""
+    low = path.lower()
+    if low.endswith(".npz"):
+        name = "npz"
+    elif low.endswith((".pkl", ".pickle")):
+        name = "mmsa"
+    else:
+        raise MmcoreUserError(f"--data {path}: cannot tell the format from the extension; use a .npz or an MMSA .pkl, "
+                              "or set data.name / data.params.path in the spec")
+    return [f"data={json.dumps({'name': name, 'params': {'path': path}})}"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmcore", description="Multimodal sequence learning from YAML recipes.")
+    p.add_argument("--version", action="version", version=f"mmcore {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="less logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def spec_opts(sp, multiple=False):
+        sp.add_argument("spec", nargs="+" if multiple else None, help="pipeline spec (YAML)")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec value (repeatable)")
+        sp.add_argument("--data", metavar="PATH", help="use this data file (.npz or MMSA .pkl) instead of the spec's")
+
+    sp = sub.add_parser("validate", help="check specs and report every problem with its line")
+    spec_opts(sp, multiple=True)
+    sp.set_defaults(func=cmd_validate)
+
+    sp = sub.add_parser("plugins", help="installed plugins, their versions, components and load errors")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--strict", action="store_true", help="exit 1 if any plugin failed to load")
+    sp.set_defaults(func=cmd_plugins)
+
+    sp = sub.add_parser("list", help="registered components: kind, name, provider, module:Class")
+    sp.add_argument("kind", nargs="?", help="encoder, aligner, fuser, imputer, head, loss or dataset")
+    sp.add_argument("pattern", nargs="?", help="fnmatch pattern over names, e.g. '*ot*'")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("-v", "--verbose", action="store_true", help="show descriptions")
+    sp.set_defaults(func=cmd_list)
+
+    sp = sub.add_parser("schema", help="JSON Schema of the spec, with every installed component's params")
+    sp.add_argument("-o", "--output", help="write to a file instead of stdout")
+    sp.set_defaults(func=cmd_schema)
+
+    sp = sub.add_parser("run", help="train and evaluate a pipeline")
+    spec_opts(sp)
+    sp.add_argument("--out", metavar="DIR", help="run directory (default: <output_dir>/<spec name>-<time>)")
+    sp.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    sp.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
+    sp.add_argument("--seed", type=int, help="shortcut for --set seed=N")
+    sp.add_argument("--missing-rates", metavar="R1,R2,...", help="after training, evaluate test across these rates")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("eval", help="re-evaluate a finished run, optionally across missing rates")
+    sp.add_argument("run_dir")
+    sp.add_argument("--missing-rates", metavar="R1,R2,...", help="evaluate test with every eval op's rate set to each")
+    sp.add_argument("--split", default="test", choices=["valid", "test"])
+    sp.add_argument("--data", metavar="PATH", help="evaluate on this data file instead of the run's")
+    sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("sweep", help="run a grid of variants x seeds x missing rates, then tabulate and plot")
+    sp.add_argument("spec")
+    sp.add_argument("--set", action="append", metavar="KEY=V1,V2", help="a grid axis (repeatable)")
+    sp.add_argument("--variant", action="append", metavar="NAME:KEY=V[;KEY=V]", help="a named variant (repeatable)")
+    sp.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per cell")
+    sp.add_argument("--missing-rates", metavar="R1,R2,...", help="evaluate each trained cell across these rates")
+    sp.add_argument("--out", metavar="DIR", help="sweep directory (resumable)")
+    sp.add_argument("--data", metavar="PATH", help="data file for every cell")
+    sp.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes")
+    sp.add_argument("--metric", default=None, help="metric for the table and plot (default: mae or acc)")
+    sp.add_argument("--epochs", type=int, help="shortcut for train.epochs in every cell")
+    sp.set_defaults(func=cmd_sweep)
+
+    sp = sub.add_parser("plot", help="plots from a run or sweep directory")
+    sp.add_argument("what", choices=["ot-plan", "missing", "curves"])
+    sp.add_argument("run_dir")
+    sp.add_argument("--sample", type=int, default=0, help="ot-plan: test sample index")
+    sp.add_argument("--pair", help="ot-plan: 'audio' or 'vision' (the modality aligned to the anchor)")
+    sp.add_argument("--metric", help="missing: metric on the y axis")
+    sp.add_argument("-o", "--output", help="PNG path")
+    sp.set_defaults(func=cmd_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.debug:
+        logging.getLogger("mmcore").setLevel(logging.DEBUG)
+    try:
+        return int(args.func(args) or 0)
+    except MmcoreUserError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(str(e), file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

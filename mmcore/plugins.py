@@ -1,0 +1,148 @@
+"""Plugin discovery and isolation (torch-free).
+
+Plugins are modules named by entry points in the ``mmcore`` group, each implementing the
+``register_components(register)`` hook (see :mod:`mmcore.hookspecs`). Each is loaded and
+called on its own: an import error, a hook with a bad signature, or a hook that raises is
+recorded as a failed :class:`PluginInfo` (distribution, version, entry point, error) and
+skipped; the others load. The built-in components go through the same hook.
+
+Environment:
+    ``MMCORE_LOAD_PLUGINS``: ``""`` loads built-ins only; ``"a,b"`` loads only those distributions.
+    ``MMCORE_TRACE_PLUGINS=1``: log every registration.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+from .registry import BUILTIN_PROVIDER, Registry
+
+log = logging.getLogger("mmcore.plugins")
+
+ENTRY_POINT_GROUP = "mmcore"
+
+
+@dataclass
+class PluginInfo:
+    """What one plugin distribution contributed, or why it failed."""
+
+    dist: str
+    version: str
+    entry_point: str
+    status: str = "ok"  # "ok" or "error: <one line>"
+    components: dict[str, list[str]] = field(default_factory=dict)
+    builtin: bool = False
+    error: BaseException | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.dist, "version": self.version, "entry_point": self.entry_point,
+                "builtin": self.builtin, "status": self.status, "components": self.components}
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def _selected(dist: str, only: list[str] | tuple[str, ...] | None) -> bool:
+    env = os.environ.get("MMCORE_LOAD_PLUGINS")
+    norm = dist.lower().replace("_", "-")
+    if env is not None:
+        allowed = {p.strip().lower().replace("_", "-") for p in env.split(",") if p.strip()}
+        if norm not in allowed:
+            return False
+    if only is not None:
+        return norm in {p.lower().replace("_", "-") for p in only}
+    return True
+
+
+def iter_entry_points() -> list[metadata.EntryPoint]:
+    """Entry points of the ``mmcore`` group, sorted by distribution then name (deterministic)."""
+    eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    return sorted(eps, key=lambda ep: ((ep.dist.name if ep.dist else ""), ep.name))
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("mmcore")
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def register_plugin(registry: Registry, pm: pluggy.PluginManager, module: Any, *, dist: str,
+                    version: str, entry_point: str, builtin: bool = False) -> PluginInfo:
+    """Register one plugin object and call its hook in isolation; never raises for plugin faults.
+
+    Registrations are staged while the hook runs and committed only if it returns. A duplicate
+    (kind, name) is refused individually and recorded on the plugin's status and in
+    ``registry.conflicts``, so a spec that uses the name gets an error naming both providers.
+    """
+    info = PluginInfo(dist=dist, version=version, entry_point=entry_point, builtin=builtin)
+    staged = []
+
+    def register(kind, name, factory, params, *, description=None, aux_losses=None):
+        staged.append(registry.make_entry(kind, name, factory, params, description=description,
+                                          aux_losses=aux_losses, provider=dist, version=version))
+
+    try:
+        pm.register(module, name=f"{dist}:{entry_point}")
+        impls = [i for i in pm.hook.register_components.get_hookimpls() if i.plugin is module]
+        if not impls:
+            raise PluginError(f"module {getattr(module, '__name__', module)!r} implements no mmcore hook "
+                              "(expected @hookimpl def register_components(register))")
+        for impl in impls:
+            impl.function(**{a: register for a in impl.argnames})
+    except Exception as exc:  # the plugin boundary: the only broad catch; the exception is kept
+        info.status, info.error = f"error: {_one_line(exc)}", exc
+        log.warning("plugin %s %s (entry point %r) failed to load: %s", dist, version, entry_point, _one_line(exc))
+        log.debug("".join(traceback.format_exception(exc)))
+        if pm.is_registered(module):
+            pm.unregister(module)
+        registry.plugins.append(info)
+        return info
+    for entry in staged:
+        try:
+            registry.add(entry)
+        except PluginError as exc:
+            info.status = f"error: {exc}"
+            log.warning("plugin %s: %s", dist, exc)
+            continue
+        info.components.setdefault(entry.kind, []).append(entry.name)
+        if os.environ.get("MMCORE_TRACE_PLUGINS"):
+            log.warning("mmcore trace: %s registered %s %r (%s)", dist, entry.kind, entry.name, entry.target)
+    registry.plugins.append(info)
+    return info
+
+
+def load_plugins(registry: Registry, only: list[str] | tuple[str, ...] | None = None) -> list[PluginInfo]:
+    """Fill ``registry`` with the built-ins, then every selected installed plugin, each isolated."""
+    from . import __version__
+    from .builtins import plugin as builtin_plugin
+
+    pm = new_plugin_manager()
+    register_plugin(registry, pm, builtin_plugin, dist=BUILTIN_PROVIDER, version=__version__,
+                    entry_point="builtins", builtin=True)
+    for ep in iter_entry_points():
+        dist = ep.dist.name if ep.dist else ep.name
+        version = ep.dist.version if ep.dist else ""
+        if not _selected(dist, only):
+            continue
+        try:
+            module = ep.load()
+        except Exception as exc:  # the plugin boundary: report and go on
+            info = PluginInfo(dist, version, ep.name, status=f"error: {_one_line(exc)}", error=exc)
+            log.warning("plugin %s %s (entry point %r) failed to load: %s", dist, version, ep.name, _one_line(exc))
+            log.debug("".join(traceback.format_exception(exc)))
+            registry.plugins.append(info)
+            continue
+        register_plugin(registry, pm, module, dist=dist, version=version, entry_point=ep.name)
+    return registry.plugins

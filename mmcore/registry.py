@@ -1,0 +1,243 @@
+"""Typed registries of components, one per kind, filled by plugins (torch-free).
+
+An :class:`Entry` records a component's name, its class (or a zero-argument loader that
+imports it on first use, so listing and validation never import torch), its pydantic
+params model, a one-line description, the auxiliary losses it may return with their
+default weights, and the distribution that provided it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+from .errors import PluginError, UnknownComponentError
+
+KINDS: tuple[str, ...] = ("encoder", "aligner", "fuser", "imputer", "head", "loss", "dataset")
+
+#: Components provided by first-party plugins, so an unknown name can say what to install.
+KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
+    ("aligner", "relaxed_ot"): "mmcore-plugin-ot",
+    ("aligner", "sinkhorn"): "mmcore-plugin-ot",
+    ("aligner", "gmm_prototype_ot"): "mmcore-plugin-ot",
+    ("loss", "mmd"): "mmcore-plugin-ot",
+    ("fuser", "interleaved_mamba"): "mmcore-plugin-mamba",
+    ("aligner", "bimamba_text_centric"): "mmcore-plugin-mamba",
+    ("fuser", "bimamba_text_centric"): "mmcore-plugin-mamba",
+    ("encoder", "mamba"): "mmcore-plugin-mamba",
+    ("imputer", "adl"): "mmcore-plugin-adl",
+    ("imputer", "mamba_reconstruction"): "mmcore-plugin-recon",
+}
+
+BUILTIN_PROVIDER = "mmcore"
+
+
+class LazyClass:
+    """A zero-argument loader for ``module:attr`` that imports on first call.
+
+    Why: registering through a loader keeps ``mmcore plugins|validate|schema`` free of torch;
+    the target is kept so ``mmcore list`` can print ``module:Class`` without importing it.
+    """
+
+    def __init__(self, module: str, attr: str):
+        self.module, self.attr = module, attr
+
+    @property
+    def target(self) -> str:
+        return f"{self.module}:{self.attr}"
+
+    def __call__(self) -> type:
+        return getattr(importlib.import_module(self.module), self.attr)
+
+    def __repr__(self) -> str:
+        return f"LazyClass({self.target!r})"
+
+
+def lazy(module: str, attr: str) -> LazyClass:
+    """Loader for ``register``: ``register("fuser", "x", lazy("pkg.x", "XFuser"), XParams)``."""
+    return LazyClass(module, attr)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component."""
+
+    kind: str
+    name: str
+    factory: Any  # a class, or a zero-argument callable returning the class
+    params: type[BaseModel]
+    description: str
+    provider: str  # distribution name ("mmcore" for built-ins, the module for in-process)
+    version: str = ""
+    aux_losses: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        """``module:Class`` of the implementation, without importing it where possible."""
+        f = self.factory
+        if isinstance(f, LazyClass):
+            return f.target
+        if inspect.isclass(f):
+            return f"{f.__module__}:{f.__qualname__}"
+        return f"{getattr(f, '__module__', '?')}:{getattr(f, '__qualname__', repr(f))}"
+
+    def load(self) -> type:
+        """The component class (imports it if registered through a loader)."""
+        f = self.factory
+        return f if inspect.isclass(f) else f()
+
+    @property
+    def provided_by(self) -> str:
+        return f"{self.provider} {self.version}".strip()
+
+
+def _first_line(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+class Registry:
+    """Components by kind and name. Duplicates are refused, naming both providers."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
+        #: (kind, name) -> providers that all claimed it; looking the name up is then an error
+        self.conflicts: dict[tuple[str, str], list[str]] = {}
+        self.plugins: list[Any] = []  # PluginInfo records, filled by mmcore.plugins
+
+    def make_entry(self, kind, name, factory, params, *, description=None, aux_losses=None,
+                   provider: str, version: str = "") -> Entry:
+        """Check one registration's arguments and build its :class:`Entry`."""
+        if kind not in KINDS:
+            raise PluginError(f"{provider}: cannot register {name!r}: unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
+        if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
+            raise PluginError(f"{provider}: cannot register {kind} {name!r}: names are snake_case identifiers")
+        if not (inspect.isclass(params) and issubclass(params, BaseModel)):
+            raise PluginError(f"{provider}: {kind} {name!r}: params must be a pydantic model class, got {params!r}")
+        if not callable(factory):
+            raise PluginError(f"{provider}: {kind} {name!r}: factory must be a class or a zero-argument loader")
+        if description is None:
+            description = _first_line(params) if not inspect.isclass(factory) else _first_line(factory) or _first_line(params)
+        return Entry(kind, name, factory, params, description or "", provider, version, dict(aux_losses or {}))
+
+    def add(self, entry: Entry) -> None:
+        """Add an entry; a second entry with the same (kind, name) raises :class:`PluginError`."""
+        key = (entry.kind, entry.name)
+        have = self._entries[entry.kind].get(entry.name)
+        if have is not None:
+            self.conflicts.setdefault(key, [have.provided_by]).append(entry.provided_by)
+            raise PluginError(
+                f"duplicate {entry.kind} {entry.name!r}: provided by {have.provided_by} and by {entry.provided_by}; "
+                f"uninstall one of them (a name must mean one thing regardless of install order)"
+            )
+        self._entries[entry.kind][entry.name] = entry
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._entries[kind])
+
+    def entries(self, kind: str | None = None) -> list[Entry]:
+        kinds = KINDS if kind is None else (kind,)
+        return [self._entries[k][n] for k in kinds for n in sorted(self._entries[k])]
+
+    def find(self, kind: str, name: str) -> Entry | None:
+        return self._entries.get(kind, {}).get(name)
+
+    def get(self, kind: str, name: str) -> Entry:
+        """The entry for (kind, name), or :class:`UnknownComponentError` with did-you-mean."""
+        if kind not in KINDS:
+            raise UnknownComponentError(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
+        entry = self.find(kind, name)
+        if entry is None:
+            raise UnknownComponentError("\n  ".join([f"unknown {kind} {name!r}", *self.suggest(kind, name)]))
+        return entry
+
+    def suggest(self, kind: str, name: str) -> list[str]:
+        """Hints for an unknown name: did-you-mean, the plugin that provides it, what is installed."""
+        conflict = self.conflicts.get((kind, name))
+        if conflict:
+            return [f"{kind} {name!r} is provided by several plugins ({', '.join(conflict)}); uninstall all but one"]
+        hints = []
+        close = difflib.get_close_matches(name, self.names(kind), n=3, cutoff=0.6)
+        if close:
+            shown = ", ".join(f"{c!r} ({self._entries[kind][c].provided_by})" for c in close)
+            hints.append(f"did you mean {shown}?")
+        dist = KNOWN_PROVIDERS.get((kind, name))
+        if dist is None:  # a typo of a first-party name that is not installed
+            near = difflib.get_close_matches(name, [n for k, n in KNOWN_PROVIDERS if k == kind], n=1, cutoff=0.75)
+            if near and near[0] not in self._entries[kind]:
+                dist = KNOWN_PROVIDERS[(kind, near[0])]
+                hints.append(f"did you mean {near[0]!r}? it comes from {dist}, which is not installed; run: pip install {dist}")
+        elif name not in self._entries[kind]:
+            failed = [p for p in self.plugins if getattr(p, "dist", None) == dist and p.status != "ok"]
+            if failed:
+                hints.append(f"hint: {name!r} comes from {dist}, which is installed but failed to load: {failed[0].status}")
+            else:
+                hints.append(f"hint: {name!r} comes from {dist}, which is not installed; run: pip install {dist}")
+        available = self.names(kind)
+        hints.append(f"available {kind}s: {', '.join(available) if available else '(none)'}")
+        plugins = [p.dist for p in self.plugins if not getattr(p, "builtin", False)]
+        hints.append(f"installed plugins: {', '.join(plugins) if plugins else '(none; only built-ins)'}")
+        return hints
+
+
+_lock = threading.Lock()
+_default: dict[tuple[str, ...] | None, Registry] = {}
+
+
+def get_registry(only: list[str] | tuple[str, ...] | None = None) -> Registry:
+    """The process-wide registry, built on first use by loading plugins.
+
+    ``only`` restricts which plugin distributions load (the spec's ``plugins:`` option);
+    ``MMCORE_LOAD_PLUGINS`` applies on top of it (see :mod:`mmcore.plugins`).
+    """
+    from .plugins import load_plugins
+
+    key = tuple(sorted(only)) if only is not None else None
+    with _lock:
+        reg = _default.get(key)
+        if reg is None:
+            reg = Registry()
+            load_plugins(reg, only=only)
+            for entry in _in_process:
+                reg.add(entry)
+            _default[key] = reg
+        return reg
+
+
+def reset_registry() -> None:
+    """Forget the built registries and in-process registrations (for tests)."""
+    with _lock:
+        _default.clear()
+        _in_process.clear()
+
+
+_in_process: list[Entry] = []
+
+
+def register(kind: str, name: str, *, params: type[BaseModel], description: str | None = None,
+             aux_losses: dict[str, float] | None = None) -> Callable[[type], type]:
+    """Decorator registering a class in-process, for quick experiments::
+
+        @mmcore.register("aligner", "my_aligner", params=MyParams)
+        class MyAligner(nn.Module): ...
+
+    Same registry and duplicate rule as plugins: a name that exists raises :class:`PluginError`.
+    """
+
+    def deco(cls: type) -> type:
+        reg = get_registry()
+        entry = reg.make_entry(kind, name, cls, params, description=description, aux_losses=aux_losses,
+                               provider=cls.__module__)
+        with _lock:
+            for r in _default.values():
+                r.add(entry)
+            _in_process.append(entry)
+        return cls
+
+    return deco

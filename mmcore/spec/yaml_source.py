@@ -1,0 +1,158 @@
+"""Safe YAML loading that remembers where every key and value is (1-based line:column).
+
+Only PyYAML's safe constructors run: ``!!python/*`` tags and other code-executing constructs are
+refused with a positioned error. Duplicate keys, which PyYAML silently resolves last-wins, are
+errors here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from ..errors import SpecError, SpecIssue
+
+Path_ = tuple  # a path into the document: keys (str) and list indices (int)
+
+
+@dataclass(frozen=True)
+class Pos:
+    line: int  # 1-based
+    col: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.col}"
+
+
+@dataclass
+class Source:
+    """A parsed spec document: its display name, the plain data, and positions by path."""
+
+    name: str
+    data: Any
+    key_pos: dict[Path_, Pos] = field(default_factory=dict)  # where the key of a mapping entry is
+    value_pos: dict[Path_, Pos] = field(default_factory=dict)  # where a value starts
+    overridden: dict[Path_, str] = field(default_factory=dict)  # path -> "--set a.b=v" text
+
+    def where(self, path: Path_, *, key: bool = False) -> str:
+        """``file:line:col`` of a path: its value (or its key if ``key``), else its nearest ancestor's key."""
+        p = tuple(path)
+        for i in range(len(p), -1, -1):
+            if p[:i] in self.overridden:
+                return f"command line ({self.overridden[p[:i]]})"
+        for i in range(len(p), 0, -1):
+            q = p[:i]
+            pos = self.key_pos.get(q) if (key or i < len(p)) else (self.value_pos.get(q) or self.key_pos.get(q))
+            if pos is not None:
+                return f"{self.name}:{pos}"
+        return f"{self.name}:1:1"
+
+
+def _pos(mark) -> Pos:
+    return Pos(mark.line + 1, mark.column + 1)
+
+
+def _error(name: str, mark, message: str, hints: tuple[str, ...] = ()) -> SpecError:
+    where = f"{name}:{_pos(mark)}" if mark is not None else name
+    return SpecError([SpecIssue(where, "", message, hints)])
+
+
+def _record(node: yaml.Node, path: Path_, src: Source, name: str) -> None:
+    src.value_pos[path] = _pos(node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, Pos] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is None:
+                raise _error(name, key_node.start_mark, "mapping keys must be plain scalars")
+            if key in seen:
+                raise _error(name, key_node.start_mark, f"duplicate key {key!r} (first defined at line {seen[key].line})",
+                             ("each key may appear once; YAML would silently keep only the last one",))
+            seen[key] = _pos(key_node.start_mark)
+            src.key_pos[path + (key,)] = seen[key]
+            _record(value_node, path + (key,), src, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _record(item, path + (i,), src, name)
+
+
+def parse_yaml(text: str, name: str = "<spec>") -> Source:
+    """Parse YAML text into a :class:`Source`; raises :class:`SpecError` with a position."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise SpecError([SpecIssue(f"{name}:1:1", "", "the spec is empty",
+                                       ("a spec needs at least modalities, encoders, fuser and head; see docs/spec.md",))])
+        src = Source(name=name, data=None)
+        _record(node, (), src, name)
+        src.data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        problem = (e.problem or str(e)).strip()
+        hints = ()
+        if "python/" in problem or "constructor" in problem:
+            hints = ("specs are loaded safely: Python tags (!!python/...) are not allowed; name registered components instead",)
+        raise _error(name, mark, f"invalid YAML: {problem}", hints) from None
+    except yaml.YAMLError as e:
+        raise _error(name, None, f"invalid YAML: {e}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(src.data, dict):
+        kind = type(src.data).__name__
+        raise SpecError([SpecIssue(f"{name}:1:1", "", f"the spec must be a mapping of sections, got a {kind}")])
+    return src
+
+
+def load_yaml(path: str | os.PathLike) -> Source:
+    """Read and parse a spec file; unreadable paths raise :class:`SpecError` saying why."""
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise SpecError([SpecIssue(name, "", "is a directory, not a spec file",
+                                   ("pass a YAML file, e.g. examples/baseline.yaml",))])
+    try:
+        with open(name, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise SpecError([SpecIssue(name, "", "no such file")]) from None
+    except OSError as e:
+        raise SpecError([SpecIssue(name, "", f"cannot read: {e.strerror or e}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError([SpecIssue(name, "", f"not UTF-8 text (byte {e.start}); is this a YAML spec?")]) from None
+    if not text.strip():
+        raise SpecError([SpecIssue(f"{name}:1:1", "", "the spec is empty",
+                                   ("a spec needs at least modalities, encoders, fuser and head; see docs/spec.md",))])
+    return parse_yaml(text, name)
+
+
+def apply_overrides(src: Source, overrides: list[str] | None) -> Source:
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) in place; remember them for errors."""
+    for item in overrides or ():
+        if "=" not in item:
+            raise SpecError([SpecIssue("command line", "", f"--set {item!r}: expected KEY=VALUE, e.g. aligner.name=identity")])
+        key, value = item.split("=", 1)
+        parts = [p for p in key.strip().split(".")]
+        if not all(parts):
+            raise SpecError([SpecIssue("command line", "", f"--set {item!r}: empty key segment")])
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as e:
+            raise SpecError([SpecIssue("command line", key, f"--set value {value!r} is not valid YAML: {e}")]) from None
+        cur = src.data
+        for i, p in enumerate(parts[:-1]):
+            nxt = cur.get(p) if isinstance(cur, dict) else None
+            if nxt is None:
+                nxt = {}
+                cur[p] = nxt
+            elif not isinstance(nxt, dict):
+                raise SpecError([SpecIssue("command line", ".".join(parts[: i + 1]),
+                                           f"--set {item!r}: {'.'.join(parts[:i + 1])} is not a mapping")])
+            cur = nxt
+        cur[parts[-1]] = parsed
+        src.overridden[tuple(parts)] = f"--set {item}"
+    return src

@@ -1,0 +1,1 @@
+"""Training: the trainer, checkpoints, distributed helpers, and the ``mmcore run`` glue."""

@@ -1,0 +1,188 @@
+"""``mmcore run`` and ``mmcore eval``: run directories around the :class:`Trainer`.
+
+A run directory holds ``spec.yaml`` (the resolved spec, every default filled in),
+``metrics.jsonl``/``metrics.csv`` (per epoch), ``last.pt`` (resume), ``best.pt`` (selected on
+validation), ``results.json`` (test metrics of the selected model and the train-mean baseline),
+``train.log``, and ``missing_rates.csv``/``.json`` when evaluated across rates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import yaml
+
+from ..errors import CheckpointError
+from ..missing import MissingOp, MissingProtocol, format_rate_table, sweep_rates
+from ..spec import ResolvedSpec, load_spec
+from ..spec.validate import spec_from_dict
+from .checkpoint import atomic_write_text, load_checkpoint, write_json
+from .distributed import DistEnv, broadcast_object, init_distributed, shutdown
+
+log = logging.getLogger("mmcore.train")
+
+
+def parse_rates(text: str | None) -> list[float]:
+    if not text:
+        return []
+    try:
+        rates = [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        from ..errors import MmcoreUserError
+
+        raise MmcoreUserError(f"--missing-rates {text!r}: expected comma-separated numbers, e.g. 0,0.3,0.5") from None
+    bad = [r for r in rates if not 0 <= r <= 1]
+    if bad:
+        from ..errors import MmcoreUserError
+
+        raise MmcoreUserError(f"--missing-rates: {bad} outside [0, 1]")
+    return rates
+
+
+def default_run_dir(rs: ResolvedSpec) -> str:
+    stem = os.path.splitext(os.path.basename(rs.source.name if rs.source else "spec"))[0]
+    return os.path.join(rs.spec.output_dir, f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def prepare_run_dir(run_dir: str, rs: ResolvedSpec, resume: bool) -> None:
+    """Create the run directory; refuse to overwrite a run unless resuming (never lose a checkpoint)."""
+    if resume:
+        if not os.path.exists(os.path.join(run_dir, "last.pt")):
+            raise CheckpointError(f"{run_dir}: nothing to resume (no last.pt); run without --resume to start it")
+        return
+    if os.path.exists(os.path.join(run_dir, "last.pt")) or os.path.exists(os.path.join(run_dir, "results.json")):
+        raise CheckpointError(f"{run_dir}: a run already exists here; add --resume to continue it, or choose another --out")
+    os.makedirs(run_dir, exist_ok=True)
+    atomic_write_text(os.path.join(run_dir, "spec.yaml"), yaml.safe_dump(rs.to_data(), sort_keys=False))
+
+
+def _attach_log_file(run_dir: str) -> logging.Handler:
+    h = logging.FileHandler(os.path.join(run_dir, "train.log"))
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("mmcore").addHandler(h)
+    return h
+
+
+def evaluate_rates(trainer, rates: list[float], split: str = "test") -> list[dict[str, float]]:
+    """Metrics on ``split`` with every eval op's rate set to each rate (temporal masking of all
+    modalities when the spec has no eval ops)."""
+    from ..errors import MmcoreUserError
+
+    proto = trainer.eval_protocol
+    if not proto.ops:
+        mask_with = {m: ms.resolved_mask_with(m) for m, ms in trainer.spec.modalities.items()}
+        proto = MissingProtocol([MissingOp(type="temporal", rate=0.0)], mask_with)
+    try:
+        for r in rates:
+            proto.with_rate(r)
+    except ValueError as e:
+        raise MmcoreUserError(f"--missing-rates: {e} (eval protocol: {proto.describe()})") from None
+    return sweep_rates(proto, rates, lambda p: trainer.evaluate(split, p))
+
+
+def write_rate_table(run_dir: str, rows: list[dict[str, float]], split: str) -> None:
+    write_json(os.path.join(run_dir, "missing_rates.json"), {"split": split, "rows": rows})
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    atomic_write_text(os.path.join(run_dir, "missing_rates.csv"),
+                      "\n".join([",".join(cols)] + [",".join(f"{r.get(c, '')}" for c in cols) for r in rows]) + "\n")
+
+
+def train_run(rs: ResolvedSpec, run_dir: str | None = None, *, resume: bool = False, progress: bool = True,
+              missing_rates: list[float] | None = None, env: DistEnv | None = None) -> dict:
+    """Train a resolved spec into ``run_dir``; returns results (also written to results.json)."""
+    from ..data.load import load_dataset
+    from .trainer import Trainer
+
+    env = env or init_distributed(rs.spec.train.device)
+    try:
+        run_dir = broadcast_object(run_dir or default_run_dir(rs), env)
+        if env.is_main:
+            prepare_run_dir(run_dir, rs, resume)
+        handler = _attach_log_file(run_dir) if env.is_main else None
+        try:
+            data = load_dataset(rs)
+            trainer = Trainer(rs, data, run_dir, env=env, progress=progress)
+            if resume:
+                trainer.resume()
+            results = trainer.fit()
+            if missing_rates:
+                rows = evaluate_rates(trainer, missing_rates)
+                results["missing_rates"] = rows
+                if env.is_main:
+                    write_rate_table(run_dir, rows, "test")
+                    log.info("test across missing rates:\n%s", format_rate_table(rows))
+            results["run_dir"] = run_dir
+            return results
+        finally:
+            if handler is not None:
+                logging.getLogger("mmcore").removeHandler(handler)
+                handler.close()
+    finally:
+        shutdown(env)
+
+
+def run_from_cli(args) -> int:
+    from ..cli import _overrides
+
+    over = _overrides(args)
+    if args.epochs is not None:
+        over.append(f"train.epochs={args.epochs}")
+    if args.seed is not None:
+        over.append(f"seed={args.seed}")
+    rs = load_spec(args.spec, overrides=over)
+    if args.resume and not args.out:
+        raise CheckpointError("--resume needs --out RUN_DIR (the run to continue)")
+    results = train_run(rs, args.out, resume=args.resume, progress=not args.no_progress,
+                        missing_rates=parse_rates(args.missing_rates))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(_summary(results))
+    return 0
+
+
+def _summary(results: dict) -> str:
+    test = results["test"]
+    keys = [k for k in ("mae", "corr", "acc2_has0", "acc2_non0", "f1_non0", "acc7", "acc", "f1_weighted") if k in test]
+    lines = [f"run: {results['run_dir']}", f"best epoch: {results['best_epoch']} (valid {results['select_metric']} = "
+             f"{results['best_valid']:.4f})" if results["best_valid"] is not None else "best epoch: none",
+             "test: " + "  ".join(f"{k}={test[k]:.4f}" for k in keys)]
+    base = results.get("baselines", {}).get("train_mean")
+    if base and "mae" in base:
+        lines.append(f"train-mean predictor: test mae={base['mae']:.4f}")
+    return "\n".join(lines)
+
+
+def load_run(run_dir: str, data_path: str | None = None):
+    """Rebuild a finished run's trainer with its best weights (for eval and plots)."""
+    from ..cli import data_overrides
+    from ..data.load import load_dataset
+    from ..spec.yaml_source import Source, apply_overrides
+    from .trainer import Trainer
+
+    spec_path = os.path.join(run_dir, "spec.yaml")
+    if not os.path.exists(spec_path):
+        raise CheckpointError(f"{run_dir}: not a run directory (no spec.yaml); pass the directory `mmcore run` created")
+    with open(spec_path) as f:
+        data = yaml.safe_load(f)
+    if data_path:
+        src = apply_overrides(Source(name=spec_path, data=data), data_overrides(data_path))
+        data = src.data
+    rs = spec_from_dict(data, name=spec_path)
+    trainer = Trainer(rs, load_dataset(rs), run_dir, progress=False)
+    best = os.path.join(run_dir, "best.pt")
+    trainer.model.load_state_dict(load_checkpoint(best if os.path.exists(best) else os.path.join(run_dir, "last.pt"))["model"])
+    return trainer
+
+
+def eval_from_cli(args) -> int:
+    trainer = load_run(args.run_dir, args.data)
+    rates = parse_rates(args.missing_rates)
+    if rates:
+        rows = evaluate_rates(trainer, rates, args.split)
+        write_rate_table(args.run_dir, rows, args.split)
+        print(format_rate_table(rows))
+    else:
+        print(json.dumps(trainer.evaluate(args.split), indent=2))
+    return 0

@@ -1,0 +1,1 @@
+"""Throwaway plugin modules for plugin-machinery tests (loaded through fake entry points)."""

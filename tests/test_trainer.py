@@ -1,0 +1,201 @@
+"""The trainer: artefacts, exact resume, no overwrite, early stopping, phases, clear failures."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from mmcore.errors import CheckpointError, SpecError, TrainingDivergedError
+from mmcore.spec import spec_from_dict
+from mmcore.train import trainer as trainer_mod
+from mmcore.train.run import train_run
+
+TINY_DATA = {"name": "synthetic", "params": {"n_train": 64, "n_valid": 32, "n_test": 32,
+                                            "dims": {"text": 8, "audio": 6, "vision": 5},
+                                            "lengths": {"text": 6, "audio": 9, "vision": 7}}}
+
+
+def tiny_spec(**changes):
+    spec = {"seed": 3, "modalities": {"text": {}, "audio": {}, "vision": {}}, "model": {"d_model": 16, "dropout": 0.2},
+            "encoders": {"default": {"name": "linear"}}, "fuser": {"name": "concat_pool"},
+            "head": {"name": "regression_mlp", "params": {"hidden": 8}}, "data": TINY_DATA,
+            "missing": {"train": [{"type": "temporal", "rate": 0.2}], "eval": []},
+            "train": {"epochs": 4, "batch_size": 16, "lr": 3e-3, "select_metric": "mae"}}
+    for k, v in changes.items():
+        spec[k] = {**spec[k], **v} if isinstance(spec.get(k), dict) and isinstance(v, dict) else v
+    return spec_from_dict(spec)
+
+
+def _run(tmp_path, name="run", **changes):
+    return train_run(tiny_spec(**changes), str(tmp_path / name), progress=False)
+
+
+def test_run_writes_its_artefacts(tmp_path):
+    res = _run(tmp_path)
+    d = tmp_path / "run"
+    for f in ("spec.yaml", "metrics.jsonl", "metrics.csv", "last.pt", "best.pt", "results.json", "train.log"):
+        assert (d / f).exists(), f
+    lines = (d / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4]
+    assert {"valid_mae", "valid_loss", "train_task"} <= set(json.loads(lines[0]))
+    saved = json.loads((d / "results.json").read_text())
+    assert saved["test"] == res["test"] and 1 <= saved["best_epoch"] <= 4
+    assert "mae" in saved["baselines"]["train_mean"]
+
+
+def test_same_seed_same_results(tmp_path):
+    assert _run(tmp_path, "a")["test"] == _run(tmp_path, "b")["test"]
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
+    full = _run(tmp_path, "full")
+    saves = {"n": 0}
+    real_save = trainer_mod.save_checkpoint
+
+    def crash_after_second_epoch(path, payload):
+        real_save(path, payload)
+        if path.endswith("last.pt"):
+            saves["n"] += 1
+            if saves["n"] == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", crash_after_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "cut")
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    resumed = train_run(tiny_spec(), str(tmp_path / "cut"), resume=True, progress=False)
+    assert resumed["test"] == full["test"]
+    assert resumed["best_epoch"] == full["best_epoch"]
+
+    def history(name):
+        rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert history("cut") == history("full")  # the per-epoch log is whole and identical too
+
+
+def test_existing_run_is_never_overwritten(tmp_path):
+    _run(tmp_path)
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="already exists"):
+        _run(tmp_path)
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
+    _run(tmp_path)
+    (tmp_path / "run" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        train_run(tiny_spec(), str(tmp_path / "run"), resume=True, progress=False)
+
+
+def test_resume_with_a_different_spec_is_refused(tmp_path):
+    _run(tmp_path)
+    with pytest.raises(CheckpointError, match="model.d_model"):
+        train_run(tiny_spec(model={"d_model": 8}), str(tmp_path / "run"), resume=True, progress=False)
+
+
+def test_early_stopping_uses_validation_only(tmp_path, monkeypatch):
+    seen = []
+    real = trainer_mod.Trainer.evaluate
+
+    def evaluate(self, split, protocol=None):
+        seen.append(split)
+        out = real(self, split, protocol)
+        if split == "valid":
+            out["mae"] = 1.0  # never improves after the first epoch
+        return out
+
+    monkeypatch.setattr(trainer_mod.Trainer, "evaluate", evaluate)
+    res = _run(tmp_path, train={"epochs": 10, "patience": 2})
+    assert res["epochs_run"] == 3 and res["stopped_early"] and res["best_epoch"] == 1
+    assert seen.count("test") == 1 and seen[-1] == "test"  # test evaluated once, after selection
+
+
+def test_unknown_select_metric_is_a_spec_error(tmp_path):
+    with pytest.raises(SpecError, match="(?s)unknown metric 'maee'.*did you mean 'mae'"):
+        _run(tmp_path, train={"select_metric": "maee"})
+
+
+def test_dims_inconsistent_with_data_is_a_spec_error(tmp_path):
+    with pytest.raises(SpecError, match="modalities.text.dim: the spec says 10 but the data"):
+        _run(tmp_path, modalities={"text": {"dim": 10}, "audio": {}, "vision": {}})
+
+
+def test_divergence_is_a_clear_error_and_keeps_checkpoints(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = trainer_mod.Pipeline.total_loss
+
+    def total_loss(self, out, labels, step=None):
+        total, terms = real(self, out, labels, step)
+        calls["n"] += 1
+        return (total * float("nan"), terms) if calls["n"] > 8 else (total, terms)  # epoch 3 diverges
+
+    monkeypatch.setattr(trainer_mod.Pipeline, "total_loss", total_loss)
+    with pytest.raises(TrainingDivergedError, match="non-finite loss at epoch 3"):
+        _run(tmp_path)
+    assert (tmp_path / "run" / "last.pt").exists() and (tmp_path / "run" / "best.pt").exists()
+
+
+def test_declared_phases_control_which_parameters_train(tmp_path, fresh_registry):
+    from torch import nn
+
+    import mmcore
+    from mmcore.params import NoParams
+    from mmcore.phases import Phase, Step
+    from mmcore.protocols import AlignerOutput
+
+    class PhasedParams(NoParams):
+        """Identity aligner with a learnable scale that declares two phases (test fixture)."""
+
+    calls = []
+
+    @mmcore.register("aligner", "phased_test_aligner", params=PhasedParams)
+    class PhasedAligner(nn.Module):
+        def __init__(self, params, ctx):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(()))
+
+        def forward(self, seqs, valid):
+            return AlignerOutput({m: x * self.scale for m, x in seqs.items()}, dict(valid), {})
+
+        def training_phases(self, epochs):
+            return [Phase("warmup", (Step("head_only", params=("head.*",), missing=False),), epochs=1, select=False),
+                    Phase("main", (Step("aligner", params=("aligner.*",)), Step("rest", params=("*", "!aligner.*"))))]
+
+        def set_step(self, phase, step):
+            calls.append((phase, step))
+
+    rs = tiny_spec(aligner={"name": "phased_test_aligner"}, train={"epochs": 1})
+    res = train_run(rs, str(tmp_path / "warm"), progress=False)
+    assert res["best_epoch"] is None  # warm-up epochs are not selectable
+    assert set(calls) == {("warmup", "head_only")}
+    import mmcore.train.checkpoint as ck
+
+    state = ck.load_checkpoint(str(tmp_path / "warm" / "last.pt"))["model"]
+    assert float(state["aligner.scale"]) == 1.0  # not in the warm-up step's params
+    from mmcore.data.load import load_dataset
+
+    info = load_dataset(rs).info
+    torch.manual_seed(rs.spec.seed)  # as the trainer does before building
+    fresh = mmcore.build(rs, data_info=info)
+    assert torch.equal(state["encoders.text.proj.weight"], fresh.state_dict()["encoders.text.proj.weight"])
+
+    calls.clear()
+    res = train_run(tiny_spec(aligner={"name": "phased_test_aligner"}, train={"epochs": 2}), str(tmp_path / "both"),
+                    progress=False)
+    assert res["best_epoch"] == 2
+    assert ("main", "aligner") in calls and ("main", "rest") in calls
+    hist = [json.loads(x) for x in (tmp_path / "both" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["phase"] for h in hist] == ["warmup", "main"] and "train_aligner/task" in hist[1]
+
+
+def test_eval_across_missing_rates_writes_a_table(tmp_path, capsys):
+    from conftest import run_cli
+
+    _run(tmp_path)
+    code, out, _ = run_cli(["eval", str(tmp_path / "run"), "--missing-rates", "0,0.5"], capsys)
+    assert code == 0 and "rate" in out
+    rows = json.loads((tmp_path / "run" / "missing_rates.json").read_text())["rows"]
+    assert [r["rate"] for r in rows] == [0.0, 0.5] and rows[0]["mae"] != rows[1]["mae"]
