@@ -1,0 +1,111 @@
+"""Params of the built-in datasets (torch-free, so ``mmcore validate|schema`` never imports torch).
+
+Paths are taken relative to the current working directory. A missing, unreadable or corrupt
+file raises :class:`mmcore.errors.DataError` naming the path and what to do (at load time, in
+the dataset class, not here: validating a spec must not touch the file system).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..params import ComponentParams
+
+_MODALITIES = ("text", "audio", "vision")
+
+
+class SyntheticParams(ComponentParams):
+    """Synthetic sentiment-like sequences whose label needs cross-modal, time-aligned reasoning.
+
+    See :class:`mmcore.data.synthetic.SyntheticDataset` for the generative story.
+    """
+
+    n_train: int = Field(512, ge=2, description="Training samples.")
+    n_valid: int = Field(128, ge=1, description="Validation samples.")
+    n_test: int = Field(128, ge=1, description="Test samples.")
+    dims: dict[str, int] = Field(default_factory=lambda: {"text": 32, "audio": 16, "vision": 16},
+                                 description="Feature size per modality; its keys are the available modalities.")
+    lengths: dict[str, int] = Field(default_factory=lambda: {"text": 16, "audio": 40, "vision": 32},
+                                    description="Max sequence length per modality (text length = words per clip).")
+    min_length_frac: float = Field(0.5, gt=0, le=1, description="Each clip's word count is uniform in "
+                                   "[ceil(min_length_frac·T_text), T_text]; audio/vision lengths scale with it.")
+    polar_prob: float = Field(0.35, gt=0, le=1, description="Probability that a word carries sentiment (±1).")
+    stress_prob: float = Field(0.5, ge=0, le=1, description="Probability that a word is stressed in audio "
+                                                             "(a stressed word counts double).")
+    cue_prob: float = Field(0.15, ge=0, le=1, description="Probability of a visual sarcasm cue on a word "
+                                                           "(flips that word's polarity).")
+    noise: float = Field(0.5, ge=0, description="Std of the Gaussian feature noise (signals have unit scale).")
+    content_share: float = Field(0.5, ge=0, description="Scale of the word-identity code that audio and vision "
+                                 "frames carry (shared content an aligner can match across modalities).")
+    label_noise: float = Field(0.0, ge=0, description="Std of Gaussian noise added to the regression score.")
+    max_shift: float = Field(0.25, ge=0, lt=1, description="Max leading offset of audio/vision relative to text, "
+                             "as a fraction of the clip's frames (per sample, uniform).")
+    warp: float = Field(0.4, ge=0, le=2, description="Strength of the per-sample monotone time warp "
+                        "u -> u**exp(warp·z), z ~ N(0, 1) (0 = linear alignment).")
+    seed_offset: int = Field(0, description="Added to the pipeline seed: a different draw of the same dataset.")
+    task: Literal["regression", "classification"] = Field("regression", description="regression: score in "
+                                                          "[-3, 3] (MOSI-like); classification: score binned.")
+    num_classes: int = Field(2, ge=2, le=10, description="classification: number of classes; class = how many "
+                                                         "of the train score's k/num_classes quantiles the score exceeds.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if set(self.dims) != set(self.lengths):
+            raise ValueError(f"dims and lengths must name the same modalities; dims has {sorted(self.dims)}, "
+                             f"lengths has {sorted(self.lengths)}")
+        if "text" not in self.dims:
+            raise ValueError(f"the synthetic story is driven by text: dims must include 'text'; got {sorted(self.dims)}")
+        unknown = sorted(set(self.dims) - set(_MODALITIES))
+        if unknown:
+            raise ValueError(f"unknown synthetic modalities {unknown}; available: {list(_MODALITIES)}")
+        bad = {m: v for m, v in {**self.dims, **self.lengths}.items() if v < 1}
+        if bad:
+            raise ValueError(f"dims and lengths must be >= 1; got {bad}")
+        return self
+
+
+def _check_splits(v: dict[str, str]) -> dict[str, str]:
+    need = {"train", "valid", "test"}
+    if set(v) != need:
+        raise ValueError(f"splits must map exactly train, valid, test to names in the file; got keys {sorted(v)}")
+    return v
+
+
+class NpzParams(ComponentParams):
+    """An ``.npz`` file with ``{split}_{modality}`` (N, T, d) arrays and ``{split}_labels`` (N,)."""
+
+    path: str = Field("../shared/data/mmmo.npz", min_length=1,
+                      description="Path to the .npz file, relative to the current working directory.")
+    standardize: bool = Field(True, description="Standardise each feature with the mean/std of the train "
+                              "split's valid tokens (a modality absent from train is left as is).")
+    nan_policy: Literal["error", "zero"] = Field("error", description="Non-finite values: error = raise "
+                                                 "DataError; zero = replace by 0 and log how many.")
+    splits: dict[str, str] = Field(default_factory=lambda: {"train": "train", "valid": "valid", "test": "test"},
+                                   description="mmcore split -> key prefix in the file.")
+    label_offset: float = Field(0.0, description="Labels become (y + label_offset)·label_scale "
+                                "(defaults: no mapping, e.g. ICT-MMMO's 1..5 scores stay 1..5).")
+    label_scale: float = Field(1.0, gt=0, description="See label_offset.")
+
+    _v_splits = field_validator("splits")(_check_splits)
+
+
+class MmsaParams(ComponentParams):
+    """A pickle in the MMSA toolkit's layout (CMU-MOSI, MOSI-aligned, MOSEI, CH-SIMS)."""
+
+    path: str = Field(min_length=1, description="Path to the .pkl file, relative to the current working directory.")
+    standardize: bool = Field(False, description="Standardise each feature with the train split's valid tokens "
+                              "(MMSA's features are used unstandardised).")
+    nan_policy: Literal["error", "zero"] = Field("error", description="Non-finite values (MMSA audio holds -inf): "
+                                                 "error = raise DataError; zero = replace by 0 and log how many "
+                                                 "(MMSA's own loader zeroes audio -inf silently).")
+    label_key: Literal["regression", "classification"] = Field(
+        "regression", description="Use regression_labels (float) or classification_labels (int classes).")
+    metric_set: Literal["auto", "mosi", "sims"] = Field(
+        "auto", description="Regression metrics: mosi ([-3, 3], Acc-2/5/7) or sims ([-1, 1], Acc-2/3/5); "
+                            "auto = sims if every label lies in [-1, 1], else mosi.")
+    splits: dict[str, str] = Field(default_factory=lambda: {"train": "train", "valid": "valid", "test": "test"},
+                                   description="mmcore split -> top-level key in the pickle.")
+
+    _v_splits = field_validator("splits")(_check_splits)

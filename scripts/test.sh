@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the whole test suite, the way CI does (.ci/run calls this).
+#   1. a virtual environment (.venv-test) with the CPU build of torch pinned by constraints.txt;
+#   2. the core alone, with no plugin installed: its tests must pass without any plugin;
+#   3. every plugin under plugins/ and the example third-party package installed, then the core's
+#      tests again (the contract test now covers the plugins' components) and each plugin's tests.
+# Extra arguments go to every pytest call, e.g.  bash scripts/test.sh -x -q
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=${MMCORE_TEST_VENV:-.venv-test}
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PY="$VENV/bin/python"
+pip_install() { "$PY" -m pip install -q --disable-pip-version-check -c constraints.txt "$@"; }
+
+# pytest exit code 5 means "no tests collected": not a failure for a folder that has none yet.
+run_pytest() {
+  local rc=0
+  "$PY" -m pytest "$@" || rc=$?
+  if [ "$rc" -eq 5 ]; then echo "(no tests collected in $*)"; rc=0; fi
+  return "$rc"
+}
+
+PLUGIN_DIRS=$(ls -d plugins/*/ 2>/dev/null | sed 's:/$::' || true)
+EXTRA_DIRS=""
+[ -f examples/third_party_aligner/pyproject.toml ] && EXTRA_DIRS="examples/third_party_aligner"
+dist_name() { "$PY" -c 'import sys,tomllib;print(tomllib.load(open(sys.argv[1]+"/pyproject.toml","rb"))["project"]["name"])' "$1"; }
+
+echo "== installing mmcore with test extras into $VENV"
+pip_install -e ".[test]"
+
+echo "== core alone (no plugin installed)"
+for d in $PLUGIN_DIRS $EXTRA_DIRS; do "$PY" -m pip uninstall -y -q "$(dist_name "$d")" >/dev/null 2>&1 || true; done
+run_pytest tests "$@"
+
+if [ -n "$PLUGIN_DIRS$EXTRA_DIRS" ]; then
+  echo "== installing plugins: $PLUGIN_DIRS $EXTRA_DIRS"
+  args=()
+  for d in $PLUGIN_DIRS $EXTRA_DIRS; do args+=(-e "$d[test]"); done
+  pip_install "${args[@]}"
+  echo "== core tests with every plugin installed"
+  run_pytest tests "$@"
+  for d in $PLUGIN_DIRS $EXTRA_DIRS; do
+    echo "== $d"
+    run_pytest "$d/tests" --rootdir "$d" "$@"
+  done
+fi
+echo "== all tests passed"
