@@ -203,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("what", choices=["ot-plan", "missing", "curves"])
     sp.add_argument("run_dir")
     sp.add_argument("--sample", type=int, default=0, help="ot-plan: test sample index")
-    sp.add_argument("--pair", help="ot-plan: 'audio' or 'vision' (the modality aligned to the anchor)")
-    sp.add_argument("--metric", help="missing: metric on the y axis")
+    sp.add_argument("--pair", help="ot-plan: only this modality's plan, e.g. audio (default: every plan)")
+    sp.add_argument("--metric", help="missing, curves: the metric to draw (default: the sweep's, else mae or acc)")
     sp.add_argument("-o", "--output", help="PNG path")
     sp.set_defaults(func=cmd_plot)
     return p

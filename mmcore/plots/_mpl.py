@@ -1,0 +1,40 @@
+"""matplotlib access without global state: figures drawn on an Agg canvas, never through pyplot.
+
+Why not ``matplotlib.use("Agg")`` + pyplot: that switches the backend of the whole process (a
+user's notebook included); a bare :class:`~matplotlib.figure.Figure` with a ``FigureCanvasAgg``
+renders PNGs headless and leaves the user's pyplot state alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import MmcoreUserError
+
+INSTALL_HINT = "pip install mmcore[plots]"
+
+
+class PlotDependencyError(MmcoreUserError):
+    """matplotlib (the optional ``plots`` extra) is not installed."""
+
+
+def new_figure(width: float = 6.4, height: float = 4.2):
+    """A figure on an Agg canvas; raises :class:`PlotDependencyError` without matplotlib."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise PlotDependencyError(f"plots: error: matplotlib is not installed ({e})\n"
+                                  f"  hint: install the plots extra: {INSTALL_HINT}") from None
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig, path: str) -> str:
+    """Write ``fig`` as PNG to ``path`` (directories created); returns the path."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return path

@@ -1,0 +1,200 @@
+"""Sweep grids: ``--set KEY=V1,V2`` axes and named ``--variant``\\s, crossed with seeds (torch-free).
+
+A *variant* is a named list of ``KEY=VALUE`` overrides; a *cell* is a variant at one seed. Axes
+given with ``--set`` are crossed with each other and with the ``--variant``\\s (an axis with one
+value is a fixed override applied to every cell and does not appear in the names). Every
+cell's spec is validated before anything trains; all invalid cells are reported at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import re
+from dataclasses import dataclass
+
+import yaml
+
+from ..errors import MmcoreUserError, SpecError
+from ..spec import ResolvedSpec
+from ..spec.validate import validate_data
+from ..spec.yaml_source import Source, apply_overrides, load_yaml
+
+BASE_NAME = "base"  # the variant name when neither --set axes nor --variant give one
+_SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._=+,-]+")
+_MAX_SLUG = 80
+
+
+class SweepError(MmcoreUserError):
+    """A sweep cannot start: a malformed axis or variant, invalid cells, or a directory of another grid."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named set of overrides (``key=value`` texts, values parsed as YAML when applied)."""
+
+    name: str
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def slug(self) -> str:
+        """The variant's directory name: the name with unsafe characters replaced by ``_``."""
+        slug = _SLUG_UNSAFE.sub("_", self.name).strip("._") or "variant"
+        if len(slug) > _MAX_SLUG:  # keep paths short; the hash keeps long names distinct
+            slug = slug[: _MAX_SLUG - 9] + "-" + hashlib.sha1(self.name.encode()).hexdigest()[:8]
+        return slug
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the sweep: a variant at a seed."""
+
+    variant: Variant
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.variant.slug}/seed{self.seed}"
+
+    def run_dir(self, out: str) -> str:
+        import os
+
+        return os.path.join(out, "cells", self.variant.slug, f"seed{self.seed}")
+
+
+def split_top_level(text: str, sep: str) -> list[str]:
+    """Split ``text`` at ``sep`` outside brackets, braces and quotes (so YAML flow values survive).
+
+    ``"a,[1,2],'x,y'"`` -> ``["a", "[1,2]", "'x,y'"]``.
+    """
+    parts, depth, quote, cur = [], 0, None, []
+    for ch in text:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth = max(0, depth - 1)
+        elif ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def _check_override(item: str, flag: str) -> tuple[str, str]:
+    """``key=value`` -> (key, value); a SweepError naming the flag when malformed."""
+    where = f"command line ({flag} {item})"
+    if "=" not in item:
+        raise SweepError(f"{where}: error: expected KEY=VALUE, e.g. aligner.name=identity")
+    key, value = item.split("=", 1)
+    key = key.strip()
+    if not key or not all(key.split(".")):
+        raise SweepError(f"{where}: error: empty key segment in {key!r}")
+    if key == "seed":
+        raise SweepError(f"{where}: error: the sweep sets 'seed' itself\n  hint: use --seeds N for seeds 0..N-1")
+    try:
+        yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise SweepError(f"{where}: error: value {value!r} is not valid YAML ({str(e).splitlines()[0]})") from None
+    return key, value
+
+
+def parse_axis(text: str) -> tuple[str, list[str]]:
+    """``--set KEY=V1,V2`` -> (KEY, ["V1", "V2"]); commas inside brackets or quotes do not split."""
+    key, value = _check_override(text, "--set")
+    values = [v.strip() for v in split_top_level(value, ",")]
+    if any(v == "" for v in values) and len(values) > 1:
+        raise SweepError(f"command line (--set {text}): error: empty value in the list {value!r}")
+    for v in values:
+        _check_override(f"{key}={v}", "--set")
+    return key, values
+
+
+def parse_variant(text: str) -> Variant:
+    """``--variant NAME:KEY=V;KEY=V`` (or without ``NAME:``, named after its overrides)."""
+    head, sep, rest = text.partition(":")
+    if sep and "=" not in head:
+        name, body = head.strip(), rest
+        if not name:
+            raise SweepError(f"command line (--variant {text}): error: empty variant name before ':'")
+    else:
+        name, body = "", text
+    overrides = tuple(s.strip() for s in split_top_level(body, ";") if s.strip())
+    for item in overrides:
+        _check_override(item, "--variant")
+    return Variant(name or ",".join(overrides) or BASE_NAME, overrides)
+
+
+def build_variants(axes: list[str] | None, variants: list[str] | None) -> list[Variant]:
+    """The sweep's variants: each ``--variant`` (or one unnamed base) crossed with the ``--set`` axes.
+
+    Overrides apply in this order (later wins): the variant's, then the axes'.
+    Raises: SweepError for malformed items, duplicate axis keys, or two variants with one name.
+    """
+    parsed_axes = [parse_axis(a) for a in axes or ()]
+    keys = [k for k, _ in parsed_axes]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise SweepError(f"command line (--set): error: {', '.join(dup)} given as more than one axis\n"
+                         f"  hint: list every value in one axis: --set {dup[0]}=V1,V2")
+    bases = [parse_variant(v) for v in variants or ()] or [None]
+    combos = list(itertools.product(*[[(f"{k}={v}", len(vals) > 1) for v in vals] for k, vals in parsed_axes]))
+    out: list[Variant] = []
+    for base in bases:
+        for combo in combos:
+            named = [o for o, varies in combo if varies]
+            parts = ([base.name] if base is not None else []) + named
+            overrides = (base.overrides if base is not None else ()) + tuple(o for o, _ in combo)
+            out.append(Variant(",".join(parts) or BASE_NAME, overrides))
+    for attr, label in (("name", "name"), ("slug", "directory name")):
+        seen: dict[str, Variant] = {}
+        for v in out:
+            other = seen.setdefault(getattr(v, attr), v)
+            if other is not v:
+                raise SweepError(f"command line (--variant): error: two variants have the {label} "
+                                 f"{getattr(v, attr)!r} ({'; '.join(other.overrides) or 'no overrides'} and "
+                                 f"{'; '.join(v.overrides) or 'no overrides'})\n"
+                                 "  hint: name them: --variant NAME:KEY=V")
+    return out
+
+
+def resolve_cells(spec_path: str, base_overrides: list[str], variants: list[Variant],
+                  seeds: list[int]) -> dict[Cell, ResolvedSpec]:
+    """Validate every cell's spec (base overrides, then the variant's, then ``seed=k``).
+
+    Raises: SpecError for the spec file itself; SweepError listing every invalid cell, grouped
+    by variant, before anything has trained.
+    """
+    source = load_yaml(spec_path)
+    resolved: dict[Cell, ResolvedSpec] = {}
+    bad: dict[Variant, dict[str, list[int]]] = {}
+    for variant in variants:
+        for seed in seeds:
+            src = Source(name=source.name, data=copy.deepcopy(source.data), key_pos=dict(source.key_pos),
+                         value_pos=dict(source.value_pos))
+            try:
+                apply_overrides(src, [*base_overrides, *variant.overrides, f"seed={seed}"])
+                for item in variant.overrides:  # errors then name the variant, not a plain --set
+                    path = tuple(item.split("=", 1)[0].strip().split("."))
+                    src.overridden[path] = f"variant {variant.name!r}: {item}"
+                resolved[Cell(variant, seed)] = validate_data(src)
+            except SpecError as e:
+                bad.setdefault(variant, {}).setdefault(str(e), []).append(seed)
+    if bad:
+        n_cells = sum(len(s) for errs in bad.values() for s in errs.values())
+        lines = [f"{spec_path}: error: {n_cells} of {len(variants) * len(seeds)} cells have an invalid spec; "
+                 "nothing was trained"]
+        for variant, errors in bad.items():
+            for message, failed in errors.items():
+                which = (f"variant {variant.name!r} (all {len(seeds)} seeds)" if len(failed) == len(seeds) > 1 else
+                         "cell " + ", ".join(Cell(variant, k).key for k in failed))
+                lines.append(f"  {which}, overrides: {'; '.join(variant.overrides) or 'none'}:")
+                lines += ["    " + line for line in message.splitlines()]
+        raise SweepError("\n".join(lines))
+    return resolved

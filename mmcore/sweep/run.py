@@ -1,0 +1,180 @@
+"""``mmcore sweep``: validate the grid, check the directory, run the cells, tabulate and plot."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+from dataclasses import dataclass, field
+
+from ..metrics import METRIC_MODES
+from .grid import Cell, SweepError, build_variants, resolve_cells
+from .manifest import open_manifest, variant_record, write_manifest
+from .runner import CellOutcome, CellTask, cell_state, read_test, run_tasks
+from .summary import Summary, collect, default_metric, format_markdown, write_summary
+
+log = logging.getLogger("mmcore.sweep")
+
+PLOT_FILE = "missing_rates.png"
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` did: the directory, its cells, this invocation's outcomes, the summary."""
+
+    out: str
+    cells: list[Cell]
+    outcomes: list[CellOutcome]
+    summary: Summary
+    paths: dict[str, str] = field(default_factory=dict)  # md, csv, json, and png when drawn
+
+    @property
+    def failed(self) -> list[CellOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+def _check_args(seeds: int, jobs: int, metric: str | None) -> None:
+    if seeds < 1:
+        raise SweepError(f"command line (--seeds {seeds}): error: need at least one seed")
+    if jobs < 1:
+        raise SweepError(f"command line (--jobs {jobs}): error: need at least one process")
+    if metric is not None and metric not in METRIC_MODES:
+        import difflib
+
+        close = difflib.get_close_matches(metric, sorted(METRIC_MODES), n=1)
+        raise SweepError(f"command line (--metric {metric}): error: unknown metric {metric!r}\n"
+                         + (f"  did you mean {close[0]!r}?\n" if close else "")
+                         + f"  metrics: {', '.join(sorted(METRIC_MODES))}")
+
+
+def run_sweep(spec: str, *, axes: list[str] | None = None, variants: list[str] | None = None, seeds: int = 3,
+              missing_rates: list[float] | None = None, out: str | None = None, data: str | None = None,
+              jobs: int = 1, metric: str | None = None, epochs: int | None = None,
+              command: list[str] | None = None) -> SweepResult:
+    """Train every (variant, seed) cell of a grid into ``out`` and summarise it.
+
+    Args: spec — YAML path; axes — ``KEY=V1,V2`` items; variants — ``NAME:KEY=V;KEY=V`` items;
+    seeds — seeds 0..seeds-1; missing_rates — evaluate test across these after training;
+    out — sweep directory (resumable); data — data file for every cell; jobs — parallel
+    processes; metric — the table's and plot's metric; epochs — ``train.epochs`` of every cell;
+    command — the command line (argv) recorded in the manifest; ``--out`` is added if absent.
+    Raises: SweepError / SpecError before anything trains (bad grid, invalid cells, a directory
+    of another grid). A failing cell does not raise: see ``SweepResult.failed``.
+    """
+    from ..cli import data_overrides
+
+    _check_args(seeds, jobs, metric)
+    rates = list(missing_rates or [])
+    grid = build_variants(axes, variants)
+    base = (data_overrides(data) if data else []) + ([f"train.epochs={epochs}"] if epochs is not None else [])
+    seed_list = list(range(seeds))
+    resolved = resolve_cells(spec, base, grid, seed_list)
+    if out is None:
+        stem = os.path.splitext(os.path.basename(spec))[0]
+        first = resolved[Cell(grid[0], 0)].spec
+        out = os.path.join(first.output_dir, f"sweep-{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    records = [variant_record(v, resolved[Cell(v, 0)]) for v in grid]
+    argv = list(command or ["mmcore", "sweep", spec])
+    if "--out" not in argv:
+        argv += ["--out", out]
+    manifest = open_manifest(out, spec, records, seed_list, rates, shlex.join(argv))
+    os.makedirs(out, exist_ok=True)
+    write_manifest(out, manifest)
+
+    cells = [Cell(v, s) for s in seed_list for v in grid]  # seed-major: every variant at seed 0 first
+    done = [c for c in cells if cell_state(c.run_dir(out), tuple(rates)) == "done"]
+    todo = [c for c in cells if c not in done]
+    log.info("sweep %s: %d variants x %d seeds = %d cells (%d finished, %d to run), jobs=%d",
+             out, len(grid), seeds, len(cells), len(done), len(todo), jobs)
+    counter = {"i": 0}
+    started = time.perf_counter()
+
+    def report(o: CellOutcome) -> None:
+        counter["i"] += 1
+        key_metric = metric or default_metric(o.test)
+        tail = (f"; test {key_metric}={o.test[key_metric]:.4f}" if key_metric in o.test else "")
+        if o.status == "failed":
+            lines = (o.error or "?").strip().splitlines() or ["?"]
+            # a user error leads with "where: error: what"; a traceback ends with the exception
+            log.error("[%d/%d] %s seed %d: FAILED after %.1fs: %s", counter["i"], len(cells), o.variant, o.seed,
+                      o.seconds, lines[-1] if lines[0].startswith("Traceback") else lines[0])
+        else:
+            log.info("[%d/%d] %s seed %d: %s in %.1fs%s (sweep %.0fs)", counter["i"], len(cells), o.variant, o.seed,
+                     o.status, o.seconds, tail, time.perf_counter() - started)
+
+    outcomes = []
+    for c in done:
+        o = CellOutcome(c.key, c.variant.name, c.seed, "skipped", test=read_test(c.run_dir(out)))
+        report(o)
+        outcomes.append(o)
+    tasks = [CellTask(c.key, c.variant.name, c.seed, c.run_dir(out), resolved[c].to_data(),
+                      f"{spec} [{c.key}]", tuple(rates), progress=jobs == 1) for c in todo]
+    outcomes += run_tasks(tasks, jobs, report, {c.key: resolved[c] for c in todo})
+
+    manifest["cells"].update({o.key: o.as_json() for o in outcomes})
+    write_manifest(out, manifest)
+    failed = [o.key for o in outcomes if o.status == "failed"]
+    for o in outcomes:
+        if o.status == "failed":
+            log.error("cell %s failed:\n%s", o.key, o.error)
+    summary = collect(out, cells, rates, metric, failed)
+    paths = write_summary(out, summary)
+    png = _plot(out, summary)
+    if png:
+        paths["png"] = png
+    return SweepResult(out, cells, outcomes, summary, paths)
+
+
+def _plot(out: str, summary: Summary) -> str | None:
+    from ..plots._mpl import PlotDependencyError
+    from ..plots.missing import plot_summary
+
+    if not summary.test and not summary.rates:
+        return None
+    try:
+        return plot_summary(summary.as_json(), os.path.join(out, PLOT_FILE))
+    except PlotDependencyError:
+        log.warning("skipping %s: matplotlib is not installed (pip install mmcore[plots])", PLOT_FILE)
+        return None
+
+
+def command_line(args) -> list[str]:
+    """The ``mmcore sweep`` argv equivalent to parsed ``args`` (recorded in sweep.json)."""
+    argv = ["mmcore", "sweep", args.spec]
+    for s in args.set or ():
+        argv += ["--set", s]
+    for v in args.variant or ():
+        argv += ["--variant", v]
+    argv += ["--seeds", str(args.seeds)]
+    for flag, value in (("--missing-rates", args.missing_rates), ("--out", args.out), ("--data", args.data),
+                        ("--jobs", args.jobs if args.jobs != 1 else None), ("--metric", args.metric),
+                        ("--epochs", args.epochs)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def sweep_from_cli(args) -> int:
+    from ..train.run import parse_rates
+
+    try:
+        result = run_sweep(args.spec, axes=args.set, variants=args.variant, seeds=args.seeds,
+                           missing_rates=parse_rates(args.missing_rates), out=args.out, data=args.data,
+                           jobs=args.jobs, metric=args.metric, epochs=args.epochs, command=command_line(args))
+    except KeyboardInterrupt:
+        log.warning("sweep interrupted: finished cells and checkpoints are kept; rerun the same command "
+                    "(with --out) to continue")
+        raise
+    return _print_result(result)
+
+
+def _print_result(result: SweepResult) -> int:
+    print(format_markdown(result.summary))
+    print()
+    print("wrote " + ", ".join(result.paths[k] for k in ("md", "csv", "json", "png") if k in result.paths))
+    if result.failed:
+        print(f"{len(result.failed)} of {len(result.cells)} cells failed: {', '.join(o.key for o in result.failed)} "
+              f"(errors above and in each cell's sweep_error.txt); rerun the same command to retry them")
+        return 1
+    return 0
