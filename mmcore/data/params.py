@@ -44,7 +44,8 @@ class SyntheticParams(ComponentParams):
                              "as a fraction of the clip's frames (per sample, uniform).")
     warp: float = Field(0.4, ge=0, le=2, description="Strength of the per-sample monotone time warp "
                         "u -> u**exp(warp·z), z ~ N(0, 1) (0 = linear alignment).")
-    seed_offset: int = Field(0, description="Added to the pipeline seed: a different draw of the same dataset.")
+    data_seed: int = Field(0, description="Seed of the data draw. Independent of the pipeline seed, so a sweep over "
+                                           "model seeds trains on the same dataset; change it for another draw.")
     task: Literal["regression", "classification"] = Field("regression", description="regression: score in "
                                                           "[-3, 3] (MOSI-like); classification: score binned.")
     num_classes: int = Field(2, ge=2, le=10, description="classification: number of classes; class = how many "

@@ -197,6 +197,17 @@ def validate_data(src: Source, registry: Registry | None = None) -> ResolvedSpec
     if spec is None:
         raise SpecError(_sorted(issues))
 
+    # the selection metric must be a metric mmcore computes (the trainer checks it fits the dataset)
+    from ..metrics import METRIC_MODES
+
+    if spec.train.select_metric not in METRIC_MODES:
+        path = ("train", "select_metric")
+        where = src.where(path)
+        close = difflib.get_close_matches(spec.train.select_metric, list(METRIC_MODES), n=1)
+        hints = ((f"did you mean {close[0]!r}?",) if close else ()) + (f"metrics: {', '.join(METRIC_MODES)}",)
+        issues.append(SpecIssue(where, "train.select_metric", f"unknown metric {spec.train.select_metric!r}", hints,
+                                _line(where)))
+
     # component-specific cross-checks against the whole spec
     for part in resolved.parts.values():
         for fld, message in part.params.check_spec(spec):

@@ -130,8 +130,11 @@ def load_yaml(path: str | os.PathLike) -> Source:
     return parse_yaml(text, name)
 
 
-def apply_overrides(src: Source, overrides: list[str] | None) -> Source:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML) in place; remember them for errors."""
+def apply_overrides(src: Source, overrides: list[str] | None, label: str = "--set {item}") -> Source:
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) in place; remember them for errors.
+
+    ``label`` is how errors name the origin of an override (``{item}`` is the ``KEY=VALUE`` text).
+    """
     for item in overrides or ():
         if "=" not in item:
             raise SpecError([SpecIssue("command line", "", f"--set {item!r}: expected KEY=VALUE, e.g. aligner.name=identity")])
@@ -154,5 +157,5 @@ def apply_overrides(src: Source, overrides: list[str] | None) -> Source:
                                            f"--set {item!r}: {'.'.join(parts[:i + 1])} is not a mapping")])
             cur = nxt
         cur[parts[-1]] = parsed
-        src.overridden[tuple(parts)] = f"--set {item}"
+        src.overridden[tuple(parts)] = label.format(item=item)
     return src

@@ -179,10 +179,10 @@ def resolve_cells(spec_path: str, base_overrides: list[str], variants: list[Vari
             src = Source(name=source.name, data=copy.deepcopy(source.data), key_pos=dict(source.key_pos),
                          value_pos=dict(source.value_pos))
             try:
-                apply_overrides(src, [*base_overrides, *variant.overrides, f"seed={seed}"])
-                for item in variant.overrides:  # errors then name the variant, not a plain --set
-                    path = tuple(item.split("=", 1)[0].strip().split("."))
-                    src.overridden[path] = f"variant {variant.name!r}: {item}"
+                apply_overrides(src, list(base_overrides))
+                # errors in a variant's overrides name the variant, not a plain --set
+                apply_overrides(src, list(variant.overrides), label=f"variant {variant.name!r}: {{item}}")
+                apply_overrides(src, [f"seed={seed}"])
                 resolved[Cell(variant, seed)] = validate_data(src)
             except SpecError as e:
                 bad.setdefault(variant, {}).setdefault(str(e), []).append(seed)
