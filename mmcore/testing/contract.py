@@ -12,7 +12,8 @@ Usage in a plugin's tests::
 Checks (tiny synthetic batch, B = 2, T ∈ {1, 7}, d = 16): builds from default params; output
 shapes and dtype; finite values; every trainable parameter gets a gradient; changing padded
 positions changes no valid output; a row with a missing modality runs; auxiliary losses are
-finite scalars under declared names; params round-trip through YAML.
+finite scalars under declared names; params round-trip through YAML; a plugin's component has a
+``## <name>`` section in its distribution's README.
 
 A component opts out of one check only through an explicit flag with a reason::
 
@@ -135,10 +136,30 @@ def _run(kind: str, module, batch: Batch, seqs: dict[str, Tensor], valid: dict[s
     raise ValueError(f"no contract for kind {kind!r}")
 
 
+def check_documented(kind: str, name: str, registry: Registry | None = None) -> None:
+    """A plugin's component has a ``## <name>`` section in its distribution's README (its long
+    description). Built-ins are documented in docs/components.md (checked by the core's tests);
+    in-process registrations have no distribution and are not checked."""
+    from importlib import metadata
+
+    entry = (registry or get_registry()).get(kind, name)
+    if entry.provider == "mmcore":
+        return
+    try:
+        meta = metadata.metadata(entry.provider)
+    except metadata.PackageNotFoundError:
+        return
+    text = (meta.get_payload() or meta.get("Description") or "").replace("`", "")
+    if f"## {name}" not in text:
+        _fail(kind, name, "documented", f"the README of {entry.provider} (its long description) needs a "
+              f"'## {name}' section with the equation, paper section and params")
+
+
 def check_component(kind: str, name: str, registry: Registry | None = None, *, seed: int = 0) -> None:
     """Run the contract for one registered component; raise :class:`ContractError` on a breach."""
     registry = registry or get_registry()
     entry = registry.get(kind, name)
+    check_documented(kind, name, registry)
     params = entry.params()
     # config round-trip through YAML
     dumped = yaml.safe_load(yaml.safe_dump(params.model_dump(mode="json")))
