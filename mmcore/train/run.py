@@ -20,7 +20,7 @@ from ..missing import MissingOp, MissingProtocol, format_rate_table, sweep_rates
 from ..spec import ResolvedSpec, load_spec
 from ..spec.validate import spec_from_dict
 from .checkpoint import atomic_write_text, load_checkpoint, write_json
-from .distributed import DistEnv, broadcast_object, init_distributed, shutdown
+from .distributed import DistEnv, broadcast_object, init_distributed, on_main, shutdown
 
 log = logging.getLogger("mmcore.train")
 
@@ -92,36 +92,64 @@ def write_rate_table(run_dir: str, rows: list[dict[str, float]], split: str) -> 
 
 def train_run(rs: ResolvedSpec, run_dir: str | None = None, *, resume: bool = False, progress: bool = True,
               missing_rates: list[float] | None = None, env: DistEnv | None = None) -> dict:
-    """Train a resolved spec into ``run_dir``; returns results (also written to results.json)."""
+    """Train a resolved spec into ``run_dir``; returns results (also written to results.json).
+
+    Without ``env`` it joins the process group torchrun describes (if any) and leaves it at the
+    end; with ``env`` the caller owns the group (several runs in one group, as in tests).
+    """
+    own = env is None
+    env = env or init_distributed(rs.spec.train.device)
+    quiet = _quiet_unless_main(env)
+    finished = False
+    try:
+        # the Trainer (and the DDP wrapper holding the process group) lives in _train's frame only,
+        # so shutdown() below can free the group while the interpreter is fully alive
+        results = _train(rs, run_dir, env, resume=resume, progress=progress, missing_rates=missing_rates)
+        finished = True
+        return results
+    finally:
+        if quiet is not None:
+            logging.getLogger("mmcore").setLevel(quiet)
+        if own:
+            shutdown(env, wait_for_all=finished)
+
+
+def _train(rs: ResolvedSpec, run_dir: str | None, env: DistEnv, *, resume: bool, progress: bool,
+           missing_rates: list[float] | None) -> dict:
     from ..data.load import load_dataset
     from .trainer import Trainer
 
-    env = env or init_distributed(rs.spec.train.device)
+    run_dir = broadcast_object(run_dir or default_run_dir(rs), env)
+    on_main(lambda: prepare_run_dir(run_dir, rs, resume), env)  # its error stops every rank, not only rank 0
+    handler = _attach_log_file(run_dir) if env.is_main else None
     try:
-        run_dir = broadcast_object(run_dir or default_run_dir(rs), env)
-        if env.is_main:
-            prepare_run_dir(run_dir, rs, resume)
-        handler = _attach_log_file(run_dir) if env.is_main else None
-        try:
-            data = load_dataset(rs)
-            trainer = Trainer(rs, data, run_dir, env=env, progress=progress)
-            if resume:
-                trainer.resume()
-            results = trainer.fit()
-            if missing_rates:
-                rows = evaluate_rates(trainer, missing_rates)
-                results["missing_rates"] = rows
-                if env.is_main:
-                    write_rate_table(run_dir, rows, "test")
-                    log.info("test across missing rates:\n%s", format_rate_table(rows))
-            results["run_dir"] = run_dir
-            return results
-        finally:
-            if handler is not None:
-                logging.getLogger("mmcore").removeHandler(handler)
-                handler.close()
+        data = load_dataset(rs)
+        trainer = Trainer(rs, data, run_dir, env=env, progress=progress)
+        if resume:
+            trainer.resume()
+        results = trainer.fit()
+        if missing_rates:
+            rows = evaluate_rates(trainer, missing_rates)
+            results["missing_rates"] = rows
+            if env.is_main:
+                write_rate_table(run_dir, rows, "test")
+                log.info("test across missing rates:\n%s", format_rate_table(rows))
+        results["run_dir"] = run_dir
+        return results
     finally:
-        shutdown(env)
+        if handler is not None:
+            logging.getLogger("mmcore").removeHandler(handler)
+            handler.close()
+
+
+def _quiet_unless_main(env: DistEnv) -> int | None:
+    """On ranks other than 0, show mmcore's warnings and errors only; returns the level to restore."""
+    if env.is_main:
+        return None
+    logger = logging.getLogger("mmcore")
+    old = logger.level
+    logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    return old
 
 
 def run_from_cli(args) -> int:

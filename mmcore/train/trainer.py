@@ -5,6 +5,12 @@ Total loss per step: ``task + Σ_k w_k · aux_k`` over the terms the current pha
 (:mod:`mmcore.phases`). Randomness: batch order is a function of (seed, epoch); missing-modality
 masks of (seed, epoch, split, row); dropout uses torch's RNG whose state is checkpointed — so an
 interrupted run resumed with ``--resume`` ends with the same metrics as an uninterrupted one.
+
+Under DDP (see docs/scaling.md) each rank takes ``batch_size // world_size`` rows of every global
+batch; each rank's loss is weighted by its share of the global batch's real rows, so the averaged
+gradient is the single-process one (an uneven last batch and the sampler's padding included). Ranks
+start from the same weights and draw their own dropout masks; rank 0's parameters and buffers are
+broadcast before every evaluation; validation/test metrics are computed on the gathered split.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from ..phases import DEFAULT_PHASES, Phase, phase_at
 from ..pipeline import Pipeline
 from ..spec import ResolvedSpec
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, write_json
-from .distributed import DistEnv, gather_rows
+from .distributed import (DistEnv, broadcast_module, gather_objects, gather_rows, on_main, rank_seed, ranks_where,
+                          real_rows)
 
 log = logging.getLogger("mmcore.train")
 
@@ -96,6 +103,14 @@ class Trainer:
             torch.set_num_threads(t.num_threads)
         seed_everything(self.spec.seed)
         self.model: Pipeline = build(rs, data.info).to(self.device)
+        if self.env.rank > 0:  # same initial weights on every rank, but independent dropout masks per rank
+            seed_everything(rank_seed(self.spec.seed, self.env.rank))
+        ws = self.env.world_size
+        if self.env.is_main and self.env.distributed and t.batch_size % ws:
+            per = max(1, t.batch_size // ws)
+            log.warning("train.batch_size %d is not a multiple of the %d processes: each takes %d rows, so the global "
+                        "batch is %d; set batch_size to a multiple of %d to train with the batch the spec names",
+                        t.batch_size, ws, per, per * ws, ws)
         self.phases: tuple[Phase, ...] = self.model.training_phases(t.epochs) or DEFAULT_PHASES
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.scheduler = self._make_scheduler()
@@ -117,16 +132,20 @@ class Trainer:
         return None
 
     def _wrap(self, model: nn.Module) -> nn.Module:
-        wrapped = model
         if self.spec.train.compile:
-            wrapped = torch.compile(wrapped)
-        if self.env.distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
+            # in place, so evaluation (self.model) runs compiled too; compile the inner module, then
+            # wrap it in DDP — the order PyTorch recommends (DDPOptimizer splits at bucket boundaries)
+            model.compile()
+        if not self.env.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel as DDP
 
-            multi_step = any(len(ph.steps) > 1 or ph.steps[0].params != ("*",) for ph in self.phases)
-            wrapped = DDP(wrapped, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                          find_unused_parameters=multi_step or getattr(model, "has_unused_parameters", False))
-        return wrapped
+        # a step that trains a subset of the parameters, or a component that skips some of its
+        # parameters in some forwards, leaves parameters without gradients, which DDP must expect
+        multi_step = any(len(ph.steps) > 1 or ph.steps[0].params != ("*",) for ph in self.phases)
+        unused = multi_step or any(getattr(m, "has_unused_parameters", False) for m in model.modules())
+        return DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                   find_unused_parameters=unused)
 
     def _check_metric(self) -> None:
         probe = compute_metrics(np.array([0.5, -0.5, 1.0, -1.0]), np.array([0.4, -0.6, 1.0, -1.0]), self.data.info) \
@@ -147,18 +166,24 @@ class Trainer:
         return contextlib.nullcontext()
 
     # ------------------------------------------------------------------ checkpoints
-    def _payload(self) -> dict[str, Any]:
+    def _payload(self, rng_ranks: list[dict[str, Any]]) -> dict[str, Any]:
         return {"mmcore_version": __version__, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "state": self.state.__dict__, "rng": _rng_state(), "spec": self.rs.to_data()}
+                "state": self.state.__dict__, "rng": rng_ranks[0], "rng_ranks": rng_ranks, "spec": self.rs.to_data()}
 
     def _path(self, name: str) -> str:
         return os.path.join(self.run_dir, name)
 
     def resume(self) -> None:
-        """Load ``last.pt`` from the run directory and continue after its last finished epoch."""
-        payload = load_checkpoint(self._path("last.pt"))
+        """Load ``last.pt`` from the run directory and continue after its last finished epoch.
+
+        Under DDP rank 0 reads the file and sends it to the others (the run directory need not be
+        on a shared file system); each rank restores its own random state when the number of
+        processes is unchanged.
+        """
+        env = self.env
+        payload = on_main(lambda: load_checkpoint(self._path("last.pt")), env)
         saved, mine = payload["spec"], self.rs.to_data()
         diff = _spec_diff(saved, mine, ignore={("train", "epochs"), ("train", "patience")})
         if diff:
@@ -172,7 +197,17 @@ class Trainer:
         if self.scheduler and payload.get("scheduler"):
             self.scheduler.load_state_dict(payload["scheduler"])
         self.state = TrainState(**payload["state"])
-        _set_rng_state(payload["rng"])
+        ranks = payload.get("rng_ranks") or [payload["rng"]]
+        if len(ranks) == env.world_size:
+            _set_rng_state(ranks[env.rank])
+        else:
+            _set_rng_state(ranks[0])
+            if env.rank > 0:
+                seed_everything(rank_seed(self.spec.seed + self.state.epoch, env.rank))
+            if env.is_main:
+                log.warning("%s was written by %d process(es) and is resumed by %d: batches and metrics are unchanged, "
+                            "but the random streams (dropout) are re-derived, so this run will not be bit-identical to "
+                            "an uninterrupted one", self._path("last.pt"), len(ranks), env.world_size)
         log.info("resumed %s after epoch %d (best %s at epoch %s)", self.run_dir, self.state.epoch,
                  self.state.best_score, self.state.best_epoch)
 
@@ -181,28 +216,37 @@ class Trainer:
         t, env = self.spec.train, self.env
         self.forward_model.train()
         per_rank = max(1, t.batch_size // env.world_size)
-        g = torch.Generator().manual_seed(self.spec.seed * 1_000_003 + epoch)
+        g = torch.Generator().manual_seed(self.spec.seed * 1_000_003 + epoch)  # same order on every rank
         split = self.data.split("train")
-        n_batches = math.ceil(math.ceil(len(split) / env.world_size) / per_rank)
+        rows = real_rows(len(split), per_rank, env.rank, env.world_size)
         sums: dict[str, float] = {}
         count = 0
-        bar = _progress(n_batches, f"epoch {epoch + 1}/{t.epochs} [{phase.name}]", self.progress)
-        for batch in iterate_batches(split, per_rank, shuffle=True, generator=g, rank=env.rank, world_size=env.world_size):
+        bar = _progress(len(rows), f"epoch {epoch + 1}/{t.epochs} [{phase.name}]", self.progress)
+        batches = iterate_batches(split, per_rank, shuffle=True, generator=g, rank=env.rank, world_size=env.world_size)
+        for batch, (mine, everyone) in zip(batches, rows, strict=True):
+            if 0 < mine < batch.batch_size:  # drop the sampler's padding repeats: those rows would count twice
+                batch = split.batch(batch.index[:mine])
+            # DDP averages gradients over ranks: weighting each rank's batch-mean loss by its share of
+            # the global batch makes that average the single-process gradient of the whole batch, an
+            # uneven last batch included (a rank whose rows are all padding gets weight 0)
+            scale = mine * env.world_size / everyone
             batch = batch.to(self.device)
             for step in phase.steps:
                 b = self.train_protocol.apply(batch, seed=self.spec.seed, epoch=epoch, split="train") if step.missing else batch
                 self.model.set_step(phase.name, step.name)
                 with self._autocast():
                     out = self.forward_model(b)
-                    loss, terms = self.model.total_loss(out, b.labels, step)
-                if not torch.isfinite(loss):
+                loss, terms = self.model.total_loss(_fp32(out), b.labels, step)  # the loss in fp32 under bf16 too
+                bad = ranks_where(not bool(torch.isfinite(loss)), env)  # all ranks stop, not just the diverged one
+                if bad:
                     raise TrainingDivergedError(
-                        f"non-finite loss at epoch {epoch + 1}, step {step.name!r}: "
+                        f"non-finite loss at epoch {epoch + 1}, step {step.name!r}"
+                        + (f" on rank(s) {', '.join(map(str, bad))}" if env.distributed else "") + ": "
                         + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
                         + f"; lower train.lr, enable train.grad_clip, or check the data for NaN/inf (checkpoints up to epoch "
                         f"{epoch} are kept in {self.run_dir})")
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * scale if env.distributed else loss).backward()
                 if step.params != ("*",):
                     for name, p in self.model.named_parameters():
                         if not step.selects_param(name):
@@ -212,13 +256,18 @@ class Trainer:
                 self.optimizer.step()
                 for k, v in terms.items():
                     key = f"{step.name}/{k}" if len(phase.steps) > 1 else k
-                    sums[key] = sums.get(key, 0.0) + float(v.detach()) * b.batch_size
-            count += batch.batch_size
+                    sums[key] = sums.get(key, 0.0) + float(v.detach()) * mine
+            count += mine
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(" ".join(f"{k}={v / max(count, 1):.4f}" for k, v in list(sums.items())[:4]))
         if bar is not None:
             bar.close()
+        if env.distributed:  # the epoch's mean over every rank's rows, as one process would log it
+            parts = gather_objects((sums, count), env)
+            sums = {k: sum(p[0].get(k, 0.0) for p in parts) for k in parts[0][0]}
+            count = sum(p[1] for p in parts)
+        broadcast_module(self.model, env)  # evaluate and save exactly rank 0's parameters and buffers
         return {k: v / max(count, 1) for k, v in sums.items()}
 
     @torch.no_grad()
@@ -227,8 +276,8 @@ class Trainer:
         env, t = self.env, self.spec.train
         self.forward_model.eval()
         preds, labels, index = [], [], []
-        for batch in iterate_batches(split, t.eval_batch_size or 2 * t.batch_size, rank=env.rank,
-                                     world_size=env.world_size):
+        per_rank = -(-(t.eval_batch_size or 2 * t.batch_size) // env.world_size)  # a global size, as batch_size
+        for batch in iterate_batches(split, per_rank, rank=env.rank, world_size=env.world_size):
             batch = protocol.apply(batch.to(self.device), seed=self.spec.seed, epoch=None, split=split_name)
             with self._autocast():
                 out = self.model(batch)  # no DDP wrapper for inference: no gradient sync needed
@@ -278,11 +327,12 @@ class Trainer:
             self.state.epoch = epoch + 1
             if t.patience and self.state.stale >= t.patience:
                 self.state.stopped_early = True
+            rng_ranks = gather_objects(_rng_state(), env)  # each rank's stream, so resume continues all of them
             if env.is_main:
                 if improved:
                     save_checkpoint(self._path("best.pt"), {"mmcore_version": __version__, "model": self.model.state_dict(),
                                                             "epoch": epoch + 1, "score": score, "spec": self.rs.to_data()})
-                save_checkpoint(self._path("last.pt"), self._payload())
+                save_checkpoint(self._path("last.pt"), self._payload(rng_ranks))
                 self._write_metrics(record)
             log.info("epoch %d/%d [%s] train %s | valid %s%s (%.1fs)", epoch + 1, t.epochs, phase.name,
                      _fmt(train_terms), _fmt({k: v for k, v in val.items() if k in (self.metric, "loss", "mae", "corr", "acc")}),
@@ -292,10 +342,12 @@ class Trainer:
         return self.finish()
 
     def load_best(self) -> None:
+        """Load ``best.pt`` (rank 0 reads it and sends the weights to the other ranks)."""
         path = self._path("best.pt")
-        if os.path.exists(path):
-            self.model.load_state_dict(load_checkpoint(path)["model"])
-        else:
+        state = on_main(lambda: load_checkpoint(path)["model"] if os.path.exists(path) else None, self.env)
+        if state is not None:
+            self.model.load_state_dict(state)
+        elif self.env.is_main:
             log.warning("no best.pt (no selectable epoch improved); evaluating the last weights")
 
     def finish(self) -> dict[str, Any]:
@@ -318,6 +370,11 @@ class Trainer:
         lines = [",".join(cols)] + [",".join(_csv(r.get(c, "")) for c in cols) for r in self.state.history]
         atomic_write_text(self._path("metrics.csv"), "\n".join(lines) + "\n")
         _tensorboard(self.run_dir, record)
+
+
+def _fp32(out):
+    """The pipeline output with prediction and auxiliary losses in float32 (bf16 under autocast)."""
+    return out._replace(pred=out.pred.float(), aux={k: v.float() for k, v in out.aux.items()})
 
 
 def _csv(v) -> str:
