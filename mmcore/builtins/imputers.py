@@ -33,7 +33,8 @@ class MeanImputer(nn.Module):
     r"""Mean-fill: absent tokens take $\mu_m$, an EMA (momentum α) of observed encoded tokens.
 
     $$\mu_m \leftarrow (1-\alpha)\mu_m + \alpha \cdot \mathrm{mean}\{z_{m,t} : t \text{ observed}\}$$
-    updated in training mode only (detached); used as the fill value in both modes.
+    updated in training mode only (detached), over the global batch under DDP (Σz and counts are
+    all-reduced); used as the fill value in both modes.
 
     Shapes: seqs[m] (B, T_m, d) -> (B, T_m, d).
     """
@@ -46,15 +47,20 @@ class MeanImputer(nn.Module):
         self.register_buffer("seen", torch.zeros(len(self.names), dtype=torch.bool))
 
     def forward(self, seqs: dict[str, Tensor], batch: Batch) -> ImputerOutput:
+        from ..train.distributed import sum_across_ranks
+
         out = {}
         for i, m in enumerate(self.names):
             x = seqs[m]
             absent = absent_positions(batch, m)  # (B, T)
-            observed = batch.valid[m] & ~absent
-            if self.training and observed.any():
+            if self.training:  # every rank reaches the all-reduce: never behind a data-dependent if
+                observed = (batch.valid[m] & ~absent).unsqueeze(-1)  # (B, T, 1)
+                stats = torch.cat([(x.detach().float() * observed).sum((0, 1)), observed.sum().float().view(1)])
+                stats = sum_across_ranks(stats)  # (d + 1,): exact over the global batch under DDP
                 with torch.no_grad():
-                    cur = x[observed].float().mean(0)  # (d,)
-                    self.mean[i] = torch.where(self.seen[i], (1 - self.momentum) * self.mean[i] + self.momentum * cur, cur)
-                    self.seen[i] = True
+                    if stats[-1] > 0:
+                        cur = stats[:-1] / stats[-1]
+                        self.mean[i] = torch.where(self.seen[i], (1 - self.momentum) * self.mean[i] + self.momentum * cur, cur)
+                        self.seen[i] = True
             out[m] = torch.where(absent.unsqueeze(-1), self.mean[i].to(x.dtype), x)
         return ImputerOutput(out, {})
