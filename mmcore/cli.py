@@ -116,24 +116,13 @@ def cmd_plot(args) -> int:
 
 
 def _overrides(args) -> list[str]:
+    from .spec.yaml_source import data_overrides
+
     over = list(getattr(args, "set", None) or [])
     data = getattr(args, "data", None)
     if data:
         over += data_overrides(data)
     return over
-
-
-def data_overrides(path: str) -> list[str]:
-    """``--data PATH``: pick the loader by file type and point it at PATH."""
-    low = path.lower()
-    if low.endswith(".npz"):
-        name = "npz"
-    elif low.endswith((".pkl", ".pickle")):
-        name = "mmsa"
-    else:
-        raise MmcoreUserError(f"--data {path}: cannot tell the format from the extension; use a .npz or an MMSA .pkl, "
-                              "or set data.name / data.params.path in the spec")
-    return [f"data={json.dumps({'name': name, 'params': {'path': path}})}"]
 
 
 def build_parser() -> argparse.ArgumentParser:

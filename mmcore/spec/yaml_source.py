@@ -159,3 +159,20 @@ def apply_overrides(src: Source, overrides: list[str] | None, label: str = "--se
         cur[parts[-1]] = parsed
         src.overridden[tuple(parts)] = label.format(item=item)
     return src
+
+
+def data_overrides(path: str) -> list[str]:
+    """Overrides for ``--data PATH``: pick the loader by file type and point it at PATH."""
+    import json
+
+    from ..errors import MmcoreUserError
+
+    low = path.lower()
+    if low.endswith(".npz"):
+        name = "npz"
+    elif low.endswith((".pkl", ".pickle")):
+        name = "mmsa"
+    else:
+        raise MmcoreUserError(f"--data {path}: cannot tell the format from the extension; use a .npz or an MMSA .pkl, "
+                              "or set data.name / data.params.path in the spec")
+    return [f"data={json.dumps({'name': name, 'params': {'path': path}})}"]

@@ -62,7 +62,7 @@ def run_sweep(spec: str, *, axes: list[str] | None = None, variants: list[str] |
     Raises: SweepError / SpecError before anything trains (bad grid, invalid cells, a directory
     of another grid). A failing cell does not raise: see ``SweepResult.failed``.
     """
-    from ..cli import data_overrides
+    from ..spec.yaml_source import data_overrides
 
     _check_args(seeds, jobs, metric)
     rates = list(missing_rates or [])

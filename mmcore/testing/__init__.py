@@ -4,6 +4,8 @@
 * :mod:`mmcore.testing.strategies` — hypothesis strategies (marginals, costs, SPD covariances,
   padded batches) and the ``fast`` / ``thorough`` profiles.
 * :func:`synthetic_batch` — a tiny padded batch with a missing modality.
+* :mod:`mmcore.testing.distributed` — ``run_distributed(spec, world_size, run_dir)``: run a spec
+  under a 2-process gloo group on CPU, for plugins whose components keep state.
 """
 
 from __future__ import annotations

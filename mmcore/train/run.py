@@ -184,7 +184,7 @@ def _summary(results: dict) -> str:
 
 def load_run(run_dir: str, data_path: str | None = None):
     """Rebuild a finished run's trainer with its best weights (for eval and plots)."""
-    from ..cli import data_overrides
+    from ..spec.yaml_source import data_overrides
     from ..data.load import load_dataset
     from ..spec.yaml_source import Source, apply_overrides
     from .trainer import Trainer

@@ -360,6 +360,7 @@ class Trainer:
                    "baselines": _baselines(train_labels, self.data.split("test").labels, self.data.info)}
         if self.env.is_main:
             write_json(self._path("results.json"), results)
+            _close_tensorboard(self.run_dir)
         log.info("test (best epoch %s): %s", self.state.best_epoch, _fmt(test))
         return results
 
@@ -432,3 +433,9 @@ def _tensorboard(run_dir: str, record: dict) -> None:
         if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch":
             w.add_scalar(k, v, record["epoch"])
     w.flush()
+
+
+def _close_tensorboard(run_dir: str) -> None:
+    w = _tb_writers.pop(run_dir, None)
+    if w is not None:
+        w.close()
