@@ -27,7 +27,7 @@ EXTRA_DIRS=""
 dist_name() { "$PY" -c 'import sys,tomllib;print(tomllib.load(open(sys.argv[1]+"/pyproject.toml","rb"))["project"]["name"])' "$1"; }
 
 echo "== installing mmcore with test extras into $VENV"
-pip_install -e ".[test]"
+pip_install -e ".[test,docs]"
 
 echo "== core alone (no plugin installed)"
 for d in $PLUGIN_DIRS $EXTRA_DIRS; do "$PY" -m pip uninstall -y -q "$(dist_name "$d")" >/dev/null 2>&1 || true; done
@@ -45,4 +45,6 @@ if [ -n "$PLUGIN_DIRS$EXTRA_DIRS" ]; then
     run_pytest "$d/tests" --rootdir "$d" "$@"
   done
 fi
+echo "== docs build (mkdocs --strict: a broken link or missing page fails)"
+"$VENV/bin/mkdocs" build --strict --quiet --site-dir "$(mktemp -d)"
 echo "== all tests passed"
