@@ -26,7 +26,9 @@ class Pipeline(nn.Module):
     $$\mathcal{L} = \mathcal{L}_{task}(\hat y, y) + \sum_k w_k \mathcal{L}_k$$
 
     Masked tokens of modalities with ``mask_with: unk`` are replaced by a learned unknown-token
-    vector before encoding (text); padded positions are zeroed before encoding.
+    vector before encoding (text); padded positions are zeroed before encoding. An aligner that sets
+    ``accepts_missing = True`` also receives ``missing={m: (B,) bool}`` (rows whose modality is absent),
+    e.g. to keep them out of batch statistics.
     """
 
     def __init__(self, encoders: dict[str, nn.Module], aligner: nn.Module, fuser: nn.Module, head: nn.Module, *,
@@ -68,7 +70,8 @@ class Pipeline(nn.Module):
             imp = self.imputer(seqs, batch)
             seqs = imp.seqs
             _merge(aux, imp.aux)
-        al = self.aligner(seqs, {m: batch.valid[m] for m in seqs})
+        kw = {"missing": {m: batch.missing[m] for m in seqs}} if getattr(self.aligner, "accepts_missing", False) else {}
+        al = self.aligner(seqs, {m: batch.valid[m] for m in seqs}, **kw)
         _merge(aux, al.aux)
         fu = self.fuser(al.seqs, al.valid)
         _merge(aux, fu.aux)

@@ -77,7 +77,10 @@ class Encoder(Protocol):
 
 @runtime_checkable
 class Aligner(Protocol):
-    """Encoded sequences -> aligned sequences (+ aux losses)."""
+    """Encoded sequences -> aligned sequences (+ aux losses).
+
+    An aligner with the class attribute ``accepts_missing = True`` is called with the extra keyword
+    ``missing={m: (B,) bool}`` (True = modality absent for that row)."""
 
     def forward(self, seqs: dict[str, "Tensor"], valid: dict[str, "Tensor"]) -> AlignerOutput: ...
 

@@ -106,7 +106,8 @@ def _run(kind: str, module, batch: Batch, seqs: dict[str, Tensor], valid: dict[s
         m = ctx.modality
         return [module(batch.features[m], batch.valid[m])], {}, [batch.valid[m]]
     if kind == "aligner":
-        out = module(seqs, valid)
+        kw = {"missing": dict(batch.missing)} if getattr(module, "accepts_missing", False) else {}
+        out = module(seqs, valid, **kw)
         if not isinstance(out, AlignerOutput):
             _fail(kind, "?", "output type", f"must return AlignerOutput, got {type(out).__name__}")
         keys = list(out.seqs)

@@ -95,5 +95,6 @@ def homogeneity_loss(common: dict[str, Tensor], valid: dict[str, Tensor], *, var
         (mu_i, cov_i, sk_i), (mu_j, cov_j, sk_j) = stats[i], stats[j]
         sem = sem + (mu_i - mu_j).square().sum() + (cov_i - cov_j).square().sum() + (sk_i - sk_j).square().sum()
         bw = "median" if sigma is None else sigma
-        mmd = mmd + mmd2(pooled[i], pooled[j], sigma=bw)
+        # instances without an observed token (a missing modality) are left out of the pooled sets
+        mmd = mmd + mmd2(pooled[i], pooled[j], x_valid=valid[i].any(1), y_valid=valid[j].any(1), sigma=bw)
     return sem / (M * (M - 1) * d) + 2.0 * mmd / (M * (M - 1))

@@ -104,10 +104,13 @@ class GmmPrototypeOTAligner(nn.Module):
         #: the multi-marginal plan T* (K, ..., K) of the last forward, detached (None with one modality)
         self.last_joint_plan: Tensor | None = None
 
-    def forward(self, seqs: dict[str, Tensor], valid: dict[str, Tensor]) -> AlignerOutput:
-        missing = [m for m in self.modalities if m not in seqs]
-        if missing:
-            raise ValueError(f"GmmPrototypeOTAligner: built for {self.modalities} but got no input for {missing}")
+    accepts_missing = True  # the pipeline passes missing={m: (B,)} so absent rows stay out of statistics
+
+    def forward(self, seqs: dict[str, Tensor], valid: dict[str, Tensor],
+                missing: dict[str, Tensor] | None = None) -> AlignerOutput:
+        absent = [m for m in self.modalities if m not in seqs]
+        if absent:
+            raise ValueError(f"GmmPrototypeOTAligner: built for {self.modalities} but got no input for {absent}")
         uni, com, vs = {}, {}, {}
         for m in self.modalities:
             x, v = seqs[m], valid[m].bool()
@@ -118,13 +121,21 @@ class GmmPrototypeOTAligner(nn.Module):
             uni[m] = torch.where(keep, self.unique[m](x), zero)  # (B, T_m, d)
             com[m] = torch.where(keep, self.common(x), zero)  # (B, T_m, d)
             vs[m] = v
+        # statistics (EM, losses) use observed tokens only: rows whose modality is missing hold the encoding of
+        # zeros, not data. A modality absent from every row of the batch falls back to its valid tokens so the
+        # statistics stay defined (its losses then carry no information, as without this mask).
+        obs = dict(vs)
+        for m in self.modalities:
+            if missing is not None and m in missing:
+                o = vs[m] & ~missing[m].bool().unsqueeze(1)
+                obs[m] = o if bool(o.any()) else vs[m]
         squared = self.p.decoupling == "squared_cosine"
         # the losses run in float32 even under bf16 autocast: EM sums, moments and OT need the precision
         with torch.autocast(device_type=x.device.type, enabled=False):
-            aux = {"decoupling": sum(decoupling_loss(uni[m], com[m], vs[m], squared=squared) for m in self.modalities)}
-            gmms, resp = self._fit_prototypes(uni, vs)
-            aux["prototype_ot"], aux["prototype_calibration"] = self._prototype_losses(gmms, resp, uni, vs)
-            aux["homogeneity"] = homogeneity_loss(com, vs, var_floor=self.p.var_floor, sigma=self.p.mmd_sigma)
+            aux = {"decoupling": sum(decoupling_loss(uni[m], com[m], obs[m], squared=squared) for m in self.modalities)}
+            gmms, resp = self._fit_prototypes(uni, obs)
+            aux["prototype_ot"], aux["prototype_calibration"] = self._prototype_losses(gmms, resp, uni, obs)
+            aux["homogeneity"] = homogeneity_loss(com, obs, var_floor=self.p.var_floor, sigma=self.p.mmd_sigma)
         aux = {k: v.float() for k, v in aux.items()}
         out = {**com, **{f"{m}_unique": uni[m] for m in self.modalities}}
         return AlignerOutput(out, {**vs, **{f"{m}_unique": vs[m] for m in self.modalities}}, aux)

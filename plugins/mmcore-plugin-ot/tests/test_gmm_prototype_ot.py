@@ -203,3 +203,31 @@ def test_one_modality_has_nothing_to_align_and_still_trains():
     assert float(out.aux["prototype_ot"].detach()) == 0.0 and float(out.aux["homogeneity"].detach()) == 0.0
     assert al.alignment_plans() == {} and al.last_joint_plan is None
     assert_all_finite(al, out)
+
+
+def test_rows_with_a_missing_modality_do_not_move_the_statistics():
+    """accepts_missing: the aux losses computed with missing rows equal those on the observed rows alone."""
+    import torch
+
+    from mmcore.protocols import BuildContext, ModalityInfo
+    from mmcore_plugin_ot.gmm_prototype_ot import GmmPrototypeOTAligner
+    from mmcore_plugin_ot.params import GmmPrototypeOTParams
+
+    mods = {m: ModalityInfo(m, 8, 6) for m in ("text", "audio", "vision")}
+    ctx = BuildContext(modalities=mods, d_model=8)
+    g = torch.Generator().manual_seed(0)
+    seqs = {m: torch.randn(4, 6, 8, generator=g) for m in mods}
+    valid = {m: torch.ones(4, 6, dtype=torch.bool) for m in mods}
+    missing = {m: torch.tensor([False, False, False, m == "audio"]) for m in mods}
+
+    def aux(seqs, valid, missing):
+        torch.manual_seed(0)
+        aligner = GmmPrototypeOTAligner(GmmPrototypeOTParams(), ctx).eval()
+        return aligner(seqs, valid, missing=missing).aux
+
+    with_missing = aux(seqs, valid, missing)
+    junk = {m: x.clone() for m, x in seqs.items()}
+    junk["audio"][3] = 100.0  # whatever the absent row holds must not matter
+    assert all(torch.allclose(with_missing[k], v) for k, v in aux(junk, valid, missing).items())
+    differs = aux(junk, valid, {m: torch.zeros(4, dtype=torch.bool) for m in mods})
+    assert not torch.allclose(differs["homogeneity"], with_missing["homogeneity"])
