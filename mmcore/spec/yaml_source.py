@@ -68,6 +68,11 @@ def _record(node: yaml.Node, path: Path_, src: Source, name: str) -> None:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if key is None:
                 raise _error(name, key_node.start_mark, "mapping keys must be plain scalars")
+            if key_node.tag != "tag:yaml.org,2002:str" and not key_node.style:
+                kind = key_node.tag.rsplit(":", 1)[-1]
+                raise _error(name, key_node.start_mark, f"the key {key!r} is read as a YAML {kind}, not a string",
+                             (f"quote it: '{key}': ... (YAML 1.1 reads on/off/yes/no as booleans and bare numbers "
+                              "as numbers)",))
             if key in seen:
                 raise _error(name, key_node.start_mark, f"duplicate key {key!r} (first defined at line {seen[key].line})",
                              ("each key may appear once; YAML would silently keep only the last one",))

@@ -29,8 +29,8 @@ class MMDLoss(nn.Module):
     tokens of one instance) the MMD² of each instance is averaged over the instances where both
     modalities are present; with ``pool: mean`` $X$, $Y$ are the batch's mean-pooled vectors of the
     instances where each modality is present (the distribution-level form DecAlign's code uses).
-    ``on: aligned`` reads ``state.aligned`` / ``state.aligned_valid`` (Eq. 10 compares the aligned
-    $\tilde X_a$, $\tilde X_v$ with $X_l$), ``on: encoded`` reads ``state.encoded`` / ``batch.valid``.
+    ``features: aligned`` reads ``state.aligned`` / ``state.aligned_valid`` (Eq. 10 compares the aligned
+    $\tilde X_a$, $\tilde X_v$ with $X_l$), ``features: encoded`` reads ``state.encoded`` / ``batch.valid``.
 
     Reference: AlignMamba (arXiv 2412.00833), §3.3, Eq. 7-10, and §3.4, Eq. 12 (the spec's
     ``losses: {mmd: {weight: λ}}`` is λ; the paper does not give its value); Gretton et al. 2012 (JMLR).
@@ -57,13 +57,13 @@ class MMDLoss(nn.Module):
         self.min_tokens = 2 if params.estimator == "unbiased" else 1  # fewer gives mmd2 = 0: not a sample
 
     def forward(self, state: PipelineState) -> Tensor:
-        if self.p.on == "aligned":
+        if self.p.features == "aligned":
             seqs, valid = state.aligned, state.aligned_valid
         else:
             seqs, valid = state.encoded, state.batch.valid
         mods = [m for m in state.batch.modalities if m in seqs]  # streams such as 'audio_unique' are not modalities
         if self.anchor not in mods:
-            raise ValueError(f"MMDLoss: the anchor {self.anchor!r} is not among the {self.p.on} streams {sorted(seqs)}")
+            raise ValueError(f"MMDLoss: the anchor {self.anchor!r} is not among the {self.p.features} streams {sorted(seqs)}")
         if self.p.pairs == "anchor":
             pairs = [(m, self.anchor) for m in mods if m != self.anchor]
         else:

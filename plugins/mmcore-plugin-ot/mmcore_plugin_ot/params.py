@@ -61,7 +61,7 @@ class MMDParams(ComponentParams):
 
     modality_fields: ClassVar[tuple[str, ...]] = ("anchor",)
 
-    on: Literal["aligned", "encoded"] = Field(
+    features: Literal["aligned", "encoded"] = Field(
         "aligned", description="aligned: the aligner's outputs (AlignMamba Eq. 10 compares aligned X~_m with X_l); "
                                "encoded: the encoders' outputs.")
     anchor: str = Anchor

@@ -27,7 +27,7 @@ def tiny_spec(aligner, fuser=None, losses=None, missing=None):
 
 CASES = {
     "relaxed_ot+mmd": tiny_spec({"name": "relaxed_ot"},
-                                losses={"mmd": {"weight": 0.1, "params": {"on": "aligned", "pool": "tokens"}}}),
+                                losses={"mmd": {"weight": 0.1, "params": {"features": "aligned", "pool": "tokens"}}}),
     "relaxed_ot_entropic": tiny_spec({"name": "relaxed_ot",
                                       "params": {"plan": "entropic", "normalize": "barycentric"}}),
     "sinkhorn_window+mmd_mean": tiny_spec({"name": "sinkhorn", "params": {"window": 1, "reg": 0.2}},
