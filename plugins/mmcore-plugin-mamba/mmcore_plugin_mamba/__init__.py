@@ -9,7 +9,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _EXPORTS = {"MambaBlock": "block", "flip_valid": "block", "BACKENDS": "scan", "resolve_backend": "scan",
-            "selective_scan": "scan"}
+            "selective_scan": "scan", "MambaStack": "stack", "BiMambaStack": "stack",
+            "InterleavedMambaFuser": "interleaved_mamba", "BimambaTextCentricAligner": "bimamba_text_centric",
+            "MambaEncoder": "mamba"}
 __all__ = sorted(_EXPORTS)
 
 

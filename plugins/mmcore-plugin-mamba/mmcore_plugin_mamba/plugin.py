@@ -1,8 +1,18 @@
-"""Registrations of the Mamba plugin (filled in as components land)."""
+"""The mmcore hook of the Mamba plugin: registrations only (classes load lazily, so no torch here)."""
 
-from mmcore import hookimpl
+from __future__ import annotations
+
+from mmcore import hookimpl, lazy
+
+from .params import BimambaTextCentricParams, InterleavedMambaParams, MambaEncoderParams
+
+_PKG = "mmcore_plugin_mamba"
 
 
 @hookimpl
 def register_components(register):
-    pass
+    register("fuser", "interleaved_mamba", lazy(f"{_PKG}.interleaved_mamba", "InterleavedMambaFuser"),
+             InterleavedMambaParams)
+    register("aligner", "bimamba_text_centric", lazy(f"{_PKG}.bimamba_text_centric", "BimambaTextCentricAligner"),
+             BimambaTextCentricParams)
+    register("encoder", "mamba", lazy(f"{_PKG}.mamba", "MambaEncoder"), MambaEncoderParams)

@@ -93,8 +93,8 @@ def test_encoded_reads_the_encoders_outputs_and_batch_valid():
     seqs, valid = three()
     shifted, _ = three(shift=(3.0, 3.0))
     s = state(seqs, valid, encoded=shifted)
-    assert abs(float(loss(on="aligned")(s))) < ZERO_ATOL
-    assert float(loss(on="encoded")(s)) > 0.05
+    assert abs(float(loss(features="aligned")(s))) < ZERO_ATOL
+    assert float(loss(features="encoded")(s)) > 0.05
 
 
 def test_mmd_params_need_a_bandwidth():
