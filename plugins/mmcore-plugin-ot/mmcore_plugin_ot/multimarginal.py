@@ -103,7 +103,8 @@ def multimarginal_sinkhorn_plan(
         support = support & _along(nu > 0, i, M)
     log_k = torch.where(support, -c / reg, torch.full_like(c, -math.inf))
     oks = [support.any(dim=_others(i, M)) for i in range(M)]  # M x (B, K_i)
-    with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not detach), \
+            torch.autocast(device_type=c.device.type, enabled=False):  # >= float32 under autocast too
         logs, n_iter, err = _iterate(nus, log_k, oks, max_iter, tol, check_every, who)
     if detach:
         logs = [s.detach() for s in logs]

@@ -119,7 +119,8 @@ def sinkhorn_plan(
     Warns:
         ConvergenceWarning: when ``max_iter`` is reached with the error above ``tol``.
     """
-    res = _solve(a, b, cost, reg, max_iter, tol, check_every, detach, "sinkhorn_plan")
+    with torch.autocast(device_type=cost.device.type, enabled=False):  # iterate in >= float32 under autocast too
+        res = _solve(a, b, cost, reg, max_iter, tol, check_every, detach, "sinkhorn_plan")
     return res._replace(plan=res.plan.to(cost.dtype))
 
 
@@ -149,7 +150,8 @@ def sinkhorn_cost(
     Returns:
         The costs in ``cost.dtype`` (summed in the working dtype).
     """
-    res = _solve(a, b, cost, reg, max_iter, tol, check_every, detach, "sinkhorn_cost")
+    with torch.autocast(device_type=cost.device.type, enabled=False):  # iterate in >= float32 under autocast too
+        res = _solve(a, b, cost, reg, max_iter, tol, check_every, detach, "sinkhorn_cost")
     c = cost.to(res.plan.dtype)
     c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))  # 0 * inf would be NaN
     return (res.plan * c).sum((-2, -1)).to(cost.dtype)
