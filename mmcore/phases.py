@@ -26,12 +26,23 @@ class Step:
     this step; a leading ``!`` excludes (``("*", "!imputer.fitter.*")``).
     ``losses``: loss terms summed: ``"task"`` and aux names; ``"*"`` = all.
     ``missing``: apply the training missing-modality protocol to the batch in this step.
+    ``rows``: ``"all"``, or ``"complete"`` = only the rows that have every modality after the protocol
+    (e.g. a warm-up on complete data in setting B); a batch without such rows skips the step.
+    ``lr_scale``: this step's learning rate is ``train.lr · lr_scale`` (a separate step size, e.g. MM-Align's η_fit).
     """
 
     name: str
     params: tuple[str, ...] = ("*",)
     losses: tuple[str, ...] = ("*",)
     missing: bool = True
+    rows: str = "all"
+    lr_scale: float = 1.0
+
+    def __post_init__(self):
+        if self.rows not in ("all", "complete"):
+            raise ValueError(f"Step({self.name!r}): rows must be 'all' or 'complete', got {self.rows!r}")
+        if not self.lr_scale > 0:
+            raise ValueError(f"Step({self.name!r}): lr_scale must be > 0, got {self.lr_scale}")
 
     def selects_param(self, name: str) -> bool:
         keep = False

@@ -84,14 +84,17 @@ class Pipeline(nn.Module):
     def total_loss(self, out: PipelineOutput, labels: Tensor, step: Step | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """``task + Σ w·aux`` over the terms ``step`` selects; returns (total, unweighted terms)."""
         terms = {"task": self.head.loss(out.pred, labels)}
-        total = terms["task"] if step is None or step.selects_loss("task") else out.pred.sum() * 0.0
+        selected = [terms["task"]] if step is None or step.selects_loss("task") else []
         for name, value in out.aux.items():
             if name not in self.loss_weights:
                 raise RuntimeError(f"a component returned auxiliary loss {name!r} that it did not declare; declare it "
                                    f"with register(..., aux_losses={{{name!r}: default_weight}})")
             terms[name] = value
             if step is None or step.selects_loss(name):
-                total = total + self.loss_weights[name] * value
+                selected.append(self.loss_weights[name] * value)
+        # only the selected terms are summed, so a step's backward runs through just the graph they need;
+        # a step that selects nothing present gets a zero that still touches the graph (DDP needs a backward)
+        total = sum(selected[1:], selected[0]) if selected else out.pred.sum() * 0.0
         return total, terms
 
     def training_phases(self, epochs: int) -> tuple[Phase, ...] | None:

@@ -170,7 +170,7 @@ def test_declared_phases_control_which_parameters_train(tmp_path, fresh_registry
     rs = tiny_spec(aligner={"name": "phased_test_aligner"}, train={"epochs": 1})
     res = train_run(rs, str(tmp_path / "warm"), progress=False)
     assert res["best_epoch"] is None  # warm-up epochs are not selectable
-    assert set(calls) == {("warmup", "head_only")}
+    assert set(calls) == {("warmup", "head_only"), ("eval", "eval")}  # evaluation is announced too
     import mmcore.train.checkpoint as ck
 
     state = ck.load_checkpoint(str(tmp_path / "warm" / "last.pt"))["model"]
@@ -199,3 +199,79 @@ def test_eval_across_missing_rates_writes_a_table(tmp_path, capsys):
     assert code == 0 and "rate" in out
     rows = json.loads((tmp_path / "run" / "missing_rates.json").read_text())["rows"]
     assert [r["rate"] for r in rows] == [0.0, 0.5] and rows[0]["mae"] != rows[1]["mae"]
+
+
+def test_complete_rows_step_sees_only_rows_with_every_modality(tmp_path, fresh_registry):
+    from torch import nn
+
+    import mmcore
+    from mmcore.params import NoParams
+    from mmcore.phases import Phase, Step
+    from mmcore.protocols import AlignerOutput
+
+    class RowsParams(NoParams):
+        """Records the missing masks each step sees (test fixture)."""
+
+    seen = []
+
+    @mmcore.register("aligner", "rows_test_aligner", params=RowsParams)
+    class RowsAligner(nn.Module):
+        accepts_missing = True
+
+        def __init__(self, params, ctx):
+            super().__init__()
+            self.step = None
+
+        def forward(self, seqs, valid, missing):
+            if self.training:
+                seen.append((self.step, bool(torch.stack(list(missing.values())).any())))
+            return AlignerOutput(dict(seqs), dict(valid), {})
+
+        def training_phases(self, epochs):
+            return [Phase("p", (Step("complete", rows="complete", lr_scale=0.5), Step("all")))]
+
+        def set_step(self, phase, step):
+            self.step = step
+
+    rs = tiny_spec(aligner={"name": "rows_test_aligner"}, train={"epochs": 1},
+                   missing={"train": [{"type": "instance", "rate": 0.5}], "eval": []})
+    train_run(rs, str(tmp_path / "r"), progress=False)
+    assert {s for s, _ in seen} == {"complete", "all"}
+    assert not any(m for s, m in seen if s == "complete")  # never a missing modality in that step
+    assert any(m for s, m in seen if s == "all")
+
+
+def test_a_step_backpropagates_only_through_its_selected_terms():
+    from mmcore.phases import Step
+    from mmcore.pipeline import Pipeline, PipelineOutput
+
+    pred = torch.ones(3, requires_grad=True)
+    aux = torch.tensor(2.0, requires_grad=True)
+
+    class Head(torch.nn.Module):
+        def loss(self, p, y):
+            return (p - y).abs().mean()
+
+    pipe = Pipeline({}, torch.nn.Identity(), torch.nn.Identity(), Head(), loss_weights={"fit": 0.5})
+    total, terms = pipe.total_loss(PipelineOutput(pred, {"fit": aux}, None), torch.zeros(3), Step("s", losses=("fit",)))
+    total.backward()
+    assert float(total) == 1.0 and pred.grad is None and float(aux.grad) == 0.5
+    assert set(terms) == {"task", "fit"}
+
+
+def test_lr_scale_scales_only_that_steps_update(tmp_path):
+    from mmcore.data.load import load_dataset
+    from mmcore.train.trainer import Trainer
+
+    rs = tiny_spec(train={"weight_decay": 0.0})
+    tr = Trainer(rs, load_dataset(rs), str(tmp_path), progress=False)
+    p = next(tr.model.parameters())
+    moves = []
+    for scale in (1.0, 0.25):
+        before = p.detach().clone()
+        tr.optimizer.state.clear()  # a fresh AdamW first step moves every weight by ~lr·sign(grad)
+        p.grad = torch.ones_like(p)
+        tr._optimizer_step(scale)
+        moves.append((p.detach() - before).abs().max().item())
+    assert abs(moves[1] / moves[0] - 0.25) < 1e-3
+    assert tr.optimizer.param_groups[0]["lr"] == rs.spec.train.lr  # restored after the step

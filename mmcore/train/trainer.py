@@ -40,7 +40,7 @@ from ..pipeline import Pipeline
 from ..spec import ResolvedSpec
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, write_json
 from .distributed import (DistEnv, broadcast_module, gather_objects, gather_rows, on_main, rank_seed, ranks_where,
-                          real_rows)
+                          real_rows, sum_across_ranks)
 
 log = logging.getLogger("mmcore.train")
 
@@ -220,7 +220,7 @@ class Trainer:
         split = self.data.split("train")
         rows = real_rows(len(split), per_rank, env.rank, env.world_size)
         sums: dict[str, float] = {}
-        count = 0
+        counts: dict[str, int] = {}
         bar = _progress(len(rows), f"epoch {epoch + 1}/{t.epochs} [{phase.name}]", self.progress)
         batches = iterate_batches(split, per_rank, shuffle=True, generator=g, rank=env.rank, world_size=env.world_size)
         for batch, (mine, everyone) in zip(batches, rows, strict=True):
@@ -233,6 +233,11 @@ class Trainer:
             batch = batch.to(self.device)
             for step in phase.steps:
                 b = self.train_protocol.apply(batch, seed=self.spec.seed, epoch=epoch, split="train") if step.missing else batch
+                step_scale, n_rows = scale, mine
+                if step.rows == "complete":
+                    b, n_rows, step_scale = self._complete_rows(b, mine)
+                    if b is None:
+                        continue  # no complete row on any rank: nothing to learn from in this step
                 self.model.set_step(phase.name, step.name)
                 with self._autocast():
                     out = self.forward_model(b)
@@ -246,35 +251,69 @@ class Trainer:
                         + f"; lower train.lr, enable train.grad_clip, or check the data for NaN/inf (checkpoints up to epoch "
                         f"{epoch} are kept in {self.run_dir})")
                 self.optimizer.zero_grad(set_to_none=True)
-                (loss * scale if env.distributed else loss).backward()
+                (loss * step_scale if env.distributed else loss).backward()
                 if step.params != ("*",):
                     for name, p in self.model.named_parameters():
                         if not step.selects_param(name):
                             p.grad = None
                 if t.grad_clip:
                     torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None], t.grad_clip)
-                self.optimizer.step()
+                self._optimizer_step(step.lr_scale)
                 for k, v in terms.items():
-                    key = f"{step.name}/{k}" if len(phase.steps) > 1 else k
-                    sums[key] = sums.get(key, 0.0) + float(v.detach()) * mine
-            count += mine
+                    if step.selects_loss(k):  # log what this step optimised, not every term it computed
+                        key = f"{step.name}/{k}" if len(phase.steps) > 1 else k
+                        sums[key] = sums.get(key, 0.0) + float(v.detach()) * n_rows
+                        counts[key] = counts.get(key, 0) + n_rows
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix_str(" ".join(f"{k}={v / max(count, 1):.4f}" for k, v in list(sums.items())[:4]))
+                bar.set_postfix_str(" ".join(f"{k}={v / max(counts[k], 1):.4f}" for k, v in list(sums.items())[:4]))
         if bar is not None:
             bar.close()
         if env.distributed:  # the epoch's mean over every rank's rows, as one process would log it
-            parts = gather_objects((sums, count), env)
-            sums = {k: sum(p[0].get(k, 0.0) for p in parts) for k in parts[0][0]}
-            count = sum(p[1] for p in parts)
+            parts = gather_objects((sums, counts), env)
+            keys = list(dict.fromkeys(k for p in parts for k in p[0]))
+            sums = {k: sum(p[0].get(k, 0.0) for p in parts) for k in keys}
+            counts = {k: sum(p[1].get(k, 0) for p in parts) for k in keys}
         broadcast_module(self.model, env)  # evaluate and save exactly rank 0's parameters and buffers
-        return {k: v / max(count, 1) for k, v in sums.items()}
+        return {k: v / max(counts[k], 1) for k, v in sums.items()}
+
+    def _optimizer_step(self, lr_scale: float) -> None:
+        """One AdamW step; a step's ``lr_scale`` scales the learning rate for that step only."""
+        if lr_scale == 1.0:
+            self.optimizer.step()
+            return
+        saved = [g["lr"] for g in self.optimizer.param_groups]
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["lr"] * lr_scale
+        try:
+            self.optimizer.step()
+        finally:
+            for g, lr in zip(self.optimizer.param_groups, saved):
+                g["lr"] = lr
+
+    def _complete_rows(self, b, mine: int):
+        """The rows of ``b`` that have every modality, with this rank's DDP loss weight; (None, 0, 0)
+        when no rank has one. Every rank takes part (the counts are all-reduced) so none waits alone."""
+        keep = ~torch.stack([b.missing[m] for m in b.modalities]).any(0)  # (B,)
+        n = int(keep.sum())
+        total = int(sum_across_ranks(torch.tensor([float(n)]), self.env).item()) if self.env.distributed else n
+        if total == 0:
+            return None, 0, 0.0
+        if n == 0:  # this rank has none but others do: a zero-weight pass keeps DDP's collectives in step
+            return b, 0, 0.0
+        idx = keep.nonzero().squeeze(1)
+        pick = lambda d: {m: v[idx] for m, v in d.items()}  # noqa: E731
+        sub = b.replace(features=pick(b.features), valid=pick(b.valid), missing=pick(b.missing),
+                        masked=pick(b.masked), clean=pick(b.clean), labels=b.labels[idx],
+                        index=None if b.index is None else b.index[idx])
+        return sub, n, n * self.env.world_size / total
 
     @torch.no_grad()
     def predict(self, split: Split, protocol: MissingProtocol, split_name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictions and labels for a whole split under ``protocol``, gathered across ranks."""
         env, t = self.env, self.spec.train
         self.forward_model.eval()
+        self.model.set_step("eval", "eval")  # components that switch behaviour per step learn it is evaluation
         preds, labels, index = [], [], []
         per_rank = -(-(t.eval_batch_size or 2 * t.batch_size) // env.world_size)  # a global size, as batch_size
         for batch in iterate_batches(split, per_rank, rank=env.rank, world_size=env.world_size):
