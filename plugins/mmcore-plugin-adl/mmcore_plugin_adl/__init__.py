@@ -1,0 +1,56 @@
+"""mmcore-plugin-adl: MM-Align's alignment dynamics learner (ADL) imputer for mmcore.
+
+Registered component (see the README): imputer ``adl``; the hook lives in :mod:`mmcore_plugin_adl.plugin`.
+
+The building blocks are re-exported here but imported on first attribute access (PEP 562), so
+importing the package — which ``mmcore plugins`` does to reach the hook — does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ADLImputer": "adl",
+    "ADLParams": "params",
+    "AlignmentFitter": "fitter",
+    "WindowGeometry": "window",
+    "window_geometry": "window",
+    "to_dense": "window",
+    "to_window": "window",
+    "windowed_cost": "solver",
+    "ot_targets": "solver",
+    "decode": "decode",
+    "fit_loss": "losses",
+    "contrastive_loss": "losses",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:  # what static tools see; at runtime __getattr__ below imports on demand
+    from .adl import ADLImputer as ADLImputer
+    from .decode import decode as decode
+    from .fitter import AlignmentFitter as AlignmentFitter
+    from .losses import contrastive_loss as contrastive_loss
+    from .losses import fit_loss as fit_loss
+    from .params import ADLParams as ADLParams
+    from .solver import ot_targets as ot_targets
+    from .solver import windowed_cost as windowed_cost
+    from .window import WindowGeometry as WindowGeometry
+    from .window import to_dense as to_dense
+    from .window import to_window as to_window
+    from .window import window_geometry as window_geometry
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mmcore_plugin_adl' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
