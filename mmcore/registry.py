@@ -29,7 +29,6 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("loss", "mmd"): "mmcore-plugin-ot",
     ("fuser", "interleaved_mamba"): "mmcore-plugin-mamba",
     ("aligner", "bimamba_text_centric"): "mmcore-plugin-mamba",
-    ("fuser", "bimamba_text_centric"): "mmcore-plugin-mamba",
     ("encoder", "mamba"): "mmcore-plugin-mamba",
     ("imputer", "adl"): "mmcore-plugin-adl",
     ("imputer", "mamba_reconstruction"): "mmcore-plugin-recon",
