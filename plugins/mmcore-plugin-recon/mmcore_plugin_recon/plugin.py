@@ -1,0 +1,13 @@
+"""The mmcore hook: registers the reconstruction imputer (imported lazily, so listing never imports torch)."""
+
+from mmcore import hookimpl, lazy
+
+from .params import MambaReconstructionParams
+
+
+@hookimpl
+def register_components(register):
+    # `recon` = Σ_m α_m L_rec(m); MGMR-Net's Eq. for L adds it with weight 1 (α_m carry the balance)
+    register("imputer", "mamba_reconstruction", lazy("mmcore_plugin_recon.mamba_reconstruction",
+                                                     "MambaReconstructionImputer"),
+             MambaReconstructionParams, aux_losses={"recon": 1.0})
