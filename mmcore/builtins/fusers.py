@@ -54,12 +54,16 @@ class CrossModalBlock(nn.Module):
       Z \leftarrow Z + \mathrm{FFN}(\mathrm{LN}(Z))$$
 
     Shapes: target (B, T_t, d), source (B, T_s, d), source_valid (B, T_s) -> (B, T_t, d).
+
+    Dropout acts in the feed-forward branch only: attention-probability dropout would force
+    PyTorch's unfused attention path (materialised (B, heads, T_t, T_s) weights), several times
+    slower on long sequences.
     """
 
     def __init__(self, d: int, heads: int, dropout: float):
         super().__init__()
         self.norm_q, self.norm_kv, self.norm_ff = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
-        self.attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
+        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
         self.ff = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * d, d))
 
     def forward(self, target: Tensor, source: Tensor, source_valid: Tensor) -> Tensor:
@@ -75,8 +79,9 @@ class MulTFuser(nn.Module):
     For each target t: $Z_{s\to t} = \mathrm{CM}^{L}_{s\to t}(X_t, X_s)$ for s ≠ t,
     $Z_t = \mathrm{SA}^{L'}(W[Z_{s_1\to t}; \dots])$, $r = [\mathrm{pool}(Z_{t_1}); \dots; \mathrm{pool}(Z_{t_M})]$.
 
-    Deviations: pre-norm blocks and sinusoidal positions added once before the cross-modal stacks;
-    with one stream only the self-attention stack runs.
+    Deviations: pre-norm blocks; sinusoidal positions added once before the cross-modal stacks; no
+    attention-probability dropout (it forces the slow unfused attention path); with one stream only
+    the self-attention stack runs.
     Shapes: seqs[m] (B, T_m, d) -> rep (B, M·d).
     """
 
@@ -90,9 +95,9 @@ class MulTFuser(nn.Module):
             f"{s}_to_{t}": nn.ModuleList(CrossModalBlock(d, params.heads, ctx.dropout) for _ in range(params.layers))
             for t in self.streams for s in self.streams if s != t})
         self.merge = nn.ModuleDict({t: nn.Linear(max(M - 1, 1) * d, d) for t in self.streams})
-        layer = nn.TransformerEncoderLayer(d, params.heads, 4 * d, dropout=ctx.dropout, batch_first=True, norm_first=True)
-        self.self_attn = nn.ModuleDict({t: nn.TransformerEncoder(layer, params.self_layers, enable_nested_tensor=False)
-                                        for t in self.streams}) if params.self_layers else None
+        self.self_attn = nn.ModuleDict({
+            t: nn.ModuleList(CrossModalBlock(d, params.heads, ctx.dropout) for _ in range(params.self_layers))
+            for t in self.streams})
         self.out_dim = M * d
 
     def forward(self, seqs: dict[str, Tensor], valid: dict[str, Tensor]) -> FuserOutput:
@@ -109,7 +114,7 @@ class MulTFuser(nn.Module):
                     z = block(z, pos[s], valid[s])
                 outs.append(z)  # (B, T_t, d)
             z = self.merge[t](torch.cat(outs, -1)) if outs else self.merge[t](pos[t])  # (B, T_t, d)
-            if self.self_attn is not None:
-                z = self.self_attn[t](z, src_key_padding_mask=~valid[t])
+            for block in self.self_attn[t]:  # self-attention: the stream attends to itself
+                z = block(z, z, valid[t])
             reps.append(pool(zero_invalid(z, valid[t]), valid[t], self.pool_mode))  # (B, d)
         return FuserOutput(torch.cat(reps, -1), {})
