@@ -158,3 +158,20 @@ def test_register_validates_its_arguments():
         reg.make_entry("aligner", "Bad-Name", object, mod.EchoParams, provider="p")
     with pytest.raises(PluginError, match="pydantic model"):
         reg.make_entry("aligner", "x", object, dict, provider="p")
+
+
+def test_plugin_checks_catch_an_undocumented_param(tmp_path):
+    from mmcore.testing import check_params_documented
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n## mult\n\n| `layers` | `2` | ... |\n\n## other\n")
+    with pytest.raises(AssertionError, match="self_layers"):
+        check_params_documented("fuser", "mult", str(readme))
+
+
+def test_plugin_checks_catch_a_hook_that_imports_torch():
+    from mmcore.testing import check_hook_imports_no_torch
+
+    check_hook_imports_no_torch("mmcore.builtins.plugin")
+    with pytest.raises(AssertionError, match="imported torch"):
+        check_hook_imports_no_torch("mmcore.builtins.fusers")

@@ -4,18 +4,26 @@
 * :mod:`mmcore.testing.strategies` — hypothesis strategies (marginals, costs, SPD covariances,
   padded batches) and the ``fast`` / ``thorough`` profiles.
 * :func:`synthetic_batch` — a tiny padded batch with a missing modality.
+* :func:`check_hook_imports_no_torch`, :func:`check_params_documented` — checks every plugin's
+  tests run on its packaging and its README.
 * :mod:`mmcore.testing.distributed` — ``run_distributed(spec, world_size, run_dir)``: run a spec
   under a 2-process gloo group on CPU, for plugins whose components keep state.
 """
 
 from __future__ import annotations
 
-__all__ = ["check_component", "contract_cases", "synthetic_batch", "tiny_context"]
+_CONTRACT = ("check_component", "contract_cases", "synthetic_batch", "tiny_context")
+_PLUGIN_CHECKS = ("check_hook_imports_no_torch", "check_params_documented", "readme_section")
+__all__ = [*_CONTRACT, *_PLUGIN_CHECKS]
 
 
 def __getattr__(name):  # lazy: importing mmcore.testing must not import torch
-    if name in __all__:
+    if name in _CONTRACT:
         from . import contract
 
         return getattr(contract, name)
+    if name in _PLUGIN_CHECKS:
+        from . import plugin_checks
+
+        return getattr(plugin_checks, name)
     raise AttributeError(name)

@@ -1,13 +1,11 @@
 """The registry contract over this plugin's component, its docs, and that the hook stays torch-free."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 from mmcore.registry import get_registry
-from mmcore.testing import check_component, contract_cases
+from mmcore.testing import check_component, check_hook_imports_no_torch, check_params_documented, contract_cases
 
 PROVIDER = "mmcore-plugin-adl"
 
@@ -22,9 +20,7 @@ def test_aux_losses_are_declared_with_the_paper_weights():
 
 
 def test_importing_the_hook_does_not_import_torch():
-    code = "import sys, mmcore_plugin_adl.plugin; assert 'torch' not in sys.modules, 'torch imported'"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    check_hook_imports_no_torch("mmcore_plugin_adl.plugin")
 
 
 @pytest.mark.parametrize("kind,name", contract_cases(provider=PROVIDER))
@@ -33,13 +29,7 @@ def test_contract(kind, name):
 
 
 def test_readme_documents_every_param():
-    text = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
-    start = text.index("\n## adl\n")
-    end = text.find("\n## ", start + 1)
-    section = text[start:end if end > 0 else None]
-    params = get_registry().get("imputer", "adl").params
-    undocumented = [f for f in params.model_fields if f"| `{f}` |" not in section]
-    assert not undocumented, f"README '## adl' has no params-table row for {undocumented}"
+    check_params_documented("imputer", "adl", os.path.join(os.path.dirname(__file__), "..", "README.md"))
 
 
 def test_present_equal_to_victim_is_rejected():
