@@ -36,8 +36,11 @@ run_pytest tests "$@"
 if [ -n "$PLUGIN_DIRS$EXTRA_DIRS" ]; then
   echo "== installing plugins: $PLUGIN_DIRS $EXTRA_DIRS"
   args=()
-  for d in $PLUGIN_DIRS $EXTRA_DIRS; do args+=(-e "$d[test]"); done
-  pip_install "${args[@]}"
+  for d in $PLUGIN_DIRS $EXTRA_DIRS; do args+=(-e "$d"); done
+  pip_install "${args[@]}"   # one call, so plugins that depend on each other resolve locally
+  # their test extras separately: pip 23 cannot resolve local inter-plugin dependencies given with [extras]
+  mapfile -t test_deps < <("$PY" scripts/_test_requirements.py $PLUGIN_DIRS $EXTRA_DIRS)
+  [ "${#test_deps[@]}" -eq 0 ] || pip_install "${test_deps[@]}"
   echo "== core tests with every plugin installed"
   run_pytest tests "$@"
   for d in $PLUGIN_DIRS $EXTRA_DIRS; do
