@@ -25,6 +25,7 @@ def spec_reference() -> str:
     """The spec's sections and every registered component's params, as markdown tables."""
     from mmcore.registry import KINDS, get_registry
     from mmcore.spec.models import PipelineSpec
+    from mmcore.spec.validate import _unwrap_model as _submodel
 
     reg = get_registry()
     out = ["# Spec reference", "",
@@ -39,20 +40,6 @@ def spec_reference() -> str:
         for e in reg.entries(kind):
             out += _model_table(f"{kind} `{e.name}` ({e.provided_by})", e.params, e.description)
     return "\n".join(out) + "\n"
-
-
-def _submodel(ann):
-    import typing
-
-    from pydantic import BaseModel
-
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    for arg in typing.get_args(ann):
-        found = _submodel(arg)
-        if found is not None:
-            return found
-    return None
 
 
 def _model_table(title: str, model, description: str = "") -> list[str]:

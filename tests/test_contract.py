@@ -22,7 +22,6 @@ def test_builtin_has_a_docs_section(kind, name):
 
 
 def test_contract_catches_a_component_that_reads_padding(fresh_registry):
-    import torch
     from torch import nn
 
     import mmcore

@@ -6,7 +6,6 @@ with $X_a$ (B, T_a, d) the anchor, $X_m$ (B, T_m, d) another modality, padded ke
 so each row of $A_m$ (B, T_a, T_m) is a distribution over the valid frames of $m$.
 """
 
-import torch
 from torch import nn
 
 from mmcore.protocols import AlignerOutput

@@ -18,7 +18,7 @@ for row in summary["test"]:
     setting, imputer = row["variant"].rsplit("-", 1)
     cells.setdefault(setting, {})[imputer] = row["metrics"][metric]
 imputers = ["adl", "adl_paper", "zero", "mean"]
-print(f"| setting | n | " + " | ".join(imputers) + " | adl < zero and mean? |")
+print("| setting | n | " + " | ".join(imputers) + " | adl < zero and mean? |")
 print("|---|---|" + "---|" * len(imputers) + "---|")
 for setting, by in cells.items():
     fmt = [f"{by[i]['mean']:.4f} ± {by[i]['std']:.4f}" if i in by else "" for i in imputers]

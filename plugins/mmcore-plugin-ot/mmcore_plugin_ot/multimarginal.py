@@ -14,14 +14,13 @@ NaN), ``+inf`` costs forbid a cell, work in float64 if any input is float64 else
 from __future__ import annotations
 
 import math
-import warnings
 from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
 
 from ._masks import compute_dtype, masked_logsumexp, tiny
-from .sinkhorn import ConvergenceWarning
+from .sinkhorn import warn_not_converged
 
 __all__ = ["MultiMarginalResult", "multimarginal_sinkhorn_plan"]
 
@@ -189,11 +188,6 @@ def _iterate(nus, log_k, oks, max_iter, tol, check_every, who):
         if worst < tol:
             break
         if done >= max_iter:
-            warnings.warn(
-                f"{who}: marginal error {worst:.1e} > tol {tol:.1e} after {done} iterations; "
-                "raise max_iter or reg",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
+            warn_not_converged(who, worst, tol, done)
             break
     return logs, done, err.detach()

@@ -51,6 +51,12 @@ class ConvergenceWarning(UserWarning):
     """An iterative kernel stopped at ``max_iter`` with its error above ``tol``."""
 
 
+def warn_not_converged(who: str, worst: float, tol: float, done: int) -> None:
+    """The :class:`ConvergenceWarning` of every kernel here, naming the knobs to turn (as POT does)."""
+    warnings.warn(f"{who}: marginal error {worst:.1e} > tol {tol:.1e} after {done} iterations; raise max_iter or reg",
+                  ConvergenceWarning, stacklevel=5)
+
+
 class SinkhornResult(NamedTuple):
     """Output of :func:`sinkhorn_plan`.
 
@@ -327,11 +333,6 @@ def _iterate(a, b, lk: _LogKernel, row_ok, col_ok, max_iter, tol, check_every, w
         if worst < tol:
             break
         if done >= max_iter:
-            warnings.warn(
-                f"{who}: marginal error {worst:.1e} > tol {tol:.1e} after {done} iterations; "
-                "raise max_iter or reg",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
+            warn_not_converged(who, worst, tol, done)
             break
     return _State(log_u, log_v, kernel, su, sv, done, err.detach())
