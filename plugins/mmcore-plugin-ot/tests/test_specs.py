@@ -106,3 +106,14 @@ def fresh():
     reset_registry()
     yield
     reset_registry()
+
+
+def test_alignmamba_and_decalign_pipelines_run_one_epoch_under_two_process_ddp(tmp_path):
+    """GMM prototypes (buffers refit per batch) and the batch-level MMD under DistributedDataParallel:
+    every rank finishes, and all ranks report the same metrics (computed on gathered predictions)."""
+    from mmcore.testing.distributed import DistributedJob, run_distributed_jobs
+
+    jobs = [DistributedJob(CASES[name], str(tmp_path / name)) for name in ("relaxed_ot+mmd", "gmm_prototype_ot+mult")]
+    for per_rank in run_distributed_jobs(jobs, 2):
+        assert per_rank[0]["test"] == per_rank[1]["test"]
+        assert all(math.isfinite(v) for v in per_rank[0]["test"].values())
