@@ -59,6 +59,13 @@ class Batch:
                     index=None if self.index is None else self.index.to(device))
         return out
 
+    def select(self, idx: Tensor) -> "Batch":
+        """The rows ``idx`` (a long tensor) of every field, as a new batch."""
+        pick = lambda d: {m: v[idx] for m, v in d.items()}  # noqa: E731
+        return Batch(features=pick(self.features), valid=pick(self.valid), labels=self.labels[idx],
+                     missing=pick(self.missing), masked=pick(self.masked), clean=pick(self.clean),
+                     index=None if self.index is None else self.index[idx])
+
     def replace(self, **changes) -> "Batch":
         return replace(self, **changes)
 

@@ -58,6 +58,24 @@ class LazyClass:
         return f"LazyClass({self.target!r})"
 
 
+def lazy_exports(package: str, exports: dict[str, str]):
+    """A module ``__getattr__`` (PEP 562) that imports ``package.<module>`` on first access of a name.
+
+    ``exports`` maps a public name to the submodule defining it. Packages whose import must stay
+    torch-free (a plugin's package is imported to reach its hook) re-export this way::
+
+        __getattr__ = lazy_exports(__name__, {"MambaBlock": "block"})
+    """
+
+    def __getattr__(name: str):
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f".{module}", package), name)
+
+    return __getattr__
+
+
 def lazy(module: str, attr: str) -> LazyClass:
     """Loader for ``register``: ``register("fuser", "x", lazy("pkg.x", "XFuser"), XParams)``."""
     return LazyClass(module, attr)

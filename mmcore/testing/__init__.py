@@ -12,18 +12,13 @@
 
 from __future__ import annotations
 
+from ..registry import lazy_exports
+
 _CONTRACT = ("check_component", "contract_cases", "synthetic_batch", "tiny_context")
 _PLUGIN_CHECKS = ("check_hook_imports_no_torch", "check_params_documented", "readme_section")
 __all__ = [*_CONTRACT, *_PLUGIN_CHECKS]
 
 
-def __getattr__(name):  # lazy: importing mmcore.testing must not import torch
-    if name in _CONTRACT:
-        from . import contract
-
-        return getattr(contract, name)
-    if name in _PLUGIN_CHECKS:
-        from . import plugin_checks
-
-        return getattr(plugin_checks, name)
-    raise AttributeError(name)
+# lazy: importing mmcore.testing must not import torch
+__getattr__ = lazy_exports(__name__, {**dict.fromkeys(_CONTRACT, "contract"),
+                                           **dict.fromkeys(_PLUGIN_CHECKS, "plugin_checks")})

@@ -301,12 +301,7 @@ class Trainer:
             return None, 0, 0.0
         if n == 0:  # this rank has none but others do: a zero-weight pass keeps DDP's collectives in step
             return b, 0, 0.0
-        idx = keep.nonzero().squeeze(1)
-        pick = lambda d: {m: v[idx] for m, v in d.items()}  # noqa: E731
-        sub = b.replace(features=pick(b.features), valid=pick(b.valid), missing=pick(b.missing),
-                        masked=pick(b.masked), clean=pick(b.clean), labels=b.labels[idx],
-                        index=None if b.index is None else b.index[idx])
-        return sub, n, n * self.env.world_size / total
+        return b.select(keep.nonzero().squeeze(1)), n, n * self.env.world_size / total
 
     @torch.no_grad()
     def predict(self, split: Split, protocol: MissingProtocol, split_name: str) -> tuple[torch.Tensor, torch.Tensor]:

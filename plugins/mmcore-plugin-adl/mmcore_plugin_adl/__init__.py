@@ -8,8 +8,9 @@ importing the package — which ``mmcore plugins`` does to reach the hook — do
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from mmcore import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -45,11 +46,7 @@ if TYPE_CHECKING:  # what static tools see; at runtime __getattr__ below imports
     from .window import window_geometry as window_geometry
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mmcore_plugin_adl' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

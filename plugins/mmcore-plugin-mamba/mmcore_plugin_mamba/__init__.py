@@ -6,6 +6,8 @@ through the entry point) must not import torch.
 
 from __future__ import annotations
 
+from mmcore import lazy_exports
+
 __version__ = "0.1.0"
 
 _EXPORTS = {"MambaBlock": "block", "flip_valid": "block", "BACKENDS": "scan", "resolve_backend": "scan",
@@ -15,9 +17,4 @@ _EXPORTS = {"MambaBlock": "block", "flip_valid": "block", "BACKENDS": "scan", "r
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -9,8 +9,9 @@ the package — which ``mmcore plugins`` does to reach the hook — does not imp
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from mmcore import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -48,11 +49,7 @@ if TYPE_CHECKING:  # what static tools see; at runtime __getattr__ below imports
     from .sinkhorn import sinkhorn_plan as sinkhorn_plan
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mmcore_plugin_ot' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:
