@@ -81,3 +81,30 @@ def test_debug_flag_shows_the_traceback(tmp_path):
     p.write_text("")
     r = subprocess.run([sys.executable, "-m", "mmcore.cli", "--debug", "run", str(p)], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" in r.stderr and "the spec is empty" in r.stderr
+
+
+def test_invalid_params_do_not_make_the_components_aux_losses_unknown(tmp_path, fresh_registry):
+    """A component whose params are invalid still declares its aux losses: one error, not a spurious second."""
+    from pydantic import Field
+
+    import mmcore
+    from mmcore.errors import SpecError
+    from mmcore.params import ComponentParams
+    from mmcore.spec import load_spec
+
+    class AuxParams(ComponentParams):
+        """An imputer with a bounded knob and an aux loss."""
+
+        knob: int = Field(1, ge=0, description="A knob.")
+
+    @mmcore.register("imputer", "aux_test_imputer", params=AuxParams, aux_losses={"aux_test": 1.0})
+    class AuxImputer:  # never built: validation only
+        pass
+
+    p = tmp_path / "s.yaml"
+    p.write_text("modalities: {text: {dim: 4}, audio: {dim: 3}}\nencoders: {default: {name: linear}}\n"
+                 "imputer: {name: aux_test_imputer, params: {knob: -1}}\nfuser: {name: concat_pool}\n"
+                 "head: {name: regression_mlp}\nlosses: {aux_test: {weight: 0.5}}\n")
+    with pytest.raises(SpecError) as e:
+        load_spec(str(p))
+    assert [i.path for i in e.value.issues] == ["imputer.params.knob"], str(e.value)

@@ -274,3 +274,19 @@ def test_lr_scale_scales_only_that_steps_update(tmp_path):
         moves.append((p.detach() - before).abs().max().item())
     assert abs(moves[1] / moves[0] - 0.25) < 1e-3
     assert tr.optimizer.param_groups[0]["lr"] == rs.spec.train.lr  # restored after the step
+
+
+def test_aux_losses_are_weighted_into_the_total():
+    """L = L_task + sum_k w_k L_k (DecAlign Eq. 13, AlignMamba Eq. 12): task |1-0| = 1, 1 + 0.05*2 + 0.07*3 = 1.31."""
+    from mmcore.pipeline import Pipeline, PipelineOutput
+
+    class Head(torch.nn.Module):
+        def loss(self, p, y):
+            return (p - y).abs().mean()
+
+    pipe = Pipeline({}, torch.nn.Identity(), torch.nn.Identity(), Head(), loss_weights={"hete": 0.05, "homo": 0.07})
+    aux = {"hete": torch.tensor(2.0, dtype=torch.float64), "homo": torch.tensor(3.0, dtype=torch.float64)}
+    total, terms = pipe.total_loss(PipelineOutput(torch.ones(4, dtype=torch.float64), aux, None),
+                                   torch.zeros(4, dtype=torch.float64))
+    assert float(total) == pytest.approx(1.31, abs=1e-12)
+    assert {k: float(v) for k, v in terms.items()} == {"task": 1.0, "hete": 2.0, "homo": 3.0}

@@ -62,7 +62,8 @@ class Conv1dEncoder(nn.Module):
 class LSTMEncoder(nn.Module):
     r"""(Bi)LSTM over each row's valid prefix (packed), projected to d_model.
 
-    $$h_t = W[\overrightarrow{h}_t; \overleftarrow{h}_t]$$ (Hochreiter & Schmidhuber 1997).
+    $$h_t = W[\overrightarrow{h}_t; \overleftarrow{h}_t] + b$$ (unidirectional: $h_t = W\overrightarrow{h}_t + b$)
+    (Hochreiter & Schmidhuber 1997).
 
     Shapes: x (B, T, d_in), valid (B, T) -> (B, T, d_model).
     """

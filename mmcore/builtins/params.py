@@ -98,3 +98,18 @@ class ClassificationHeadParams(ComponentParams):
 
     hidden: int = Field(0, ge=0, description="Hidden width (0 = no hidden layer, a linear head).")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
+
+
+class SupervisedContrastiveParams(ComponentParams):
+    """Supervised contrastive loss on the fused representation (DecAlign's contrastive training, CT)."""
+
+    temperature: float = Field(0.1, gt=0, description="Temperature tau of the cosine logits (DecAlign code: "
+                                                      "ct_temperature = 0.1; 0.07 in its SIMS config).")
+    label_range: tuple[float, float] = Field(
+        (-3.0, 3.0), description="Regression only: labels are clamped to [lo, hi] and rounded (half to even) to "
+                                 "classes round(y) - lo, as DecAlign's code does on the [-3, 3] sentiment scale. "
+                                 "Classification labels are the classes.")
+
+    def check_spec(self, spec) -> list[tuple[str, str]]:
+        lo, hi = self.label_range
+        return [] if lo < hi else [("label_range", f"label_range must be [lo, hi] with lo < hi; got {[lo, hi]}")]

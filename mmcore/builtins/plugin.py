@@ -7,7 +7,8 @@ from ..hookspecs import hookimpl
 from ..registry import lazy
 from . import params as p
 
-_E, _A, _F, _I, _H = ("mmcore.builtins." + m for m in ("encoders", "aligners", "fusers", "imputers", "heads"))
+_E, _A, _F, _I, _H, _L = ("mmcore.builtins." + m for m in ("encoders", "aligners", "fusers", "imputers", "heads",
+                                                              "losses"))
 
 
 @hookimpl
@@ -24,6 +25,7 @@ def register_components(register):
     register("imputer", "mean", lazy(_I, "MeanImputer"), p.MeanImputerParams)
     register("head", "regression_mlp", lazy(_H, "RegressionMlpHead"), p.RegressionHeadParams)
     register("head", "classification_mlp", lazy(_H, "ClassificationMlpHead"), p.ClassificationHeadParams)
+    register("loss", "supervised_contrastive", lazy(_L, "SupervisedContrastiveLoss"), p.SupervisedContrastiveParams)
     register("dataset", "synthetic", lazy("mmcore.data.synthetic", "SyntheticDataset"), dp.SyntheticParams)
     register("dataset", "npz", lazy("mmcore.data.npz", "NpzDataset"), dp.NpzParams)
     register("dataset", "mmsa", lazy("mmcore.data.mmsa", "MmsaDataset"), dp.MmsaParams)

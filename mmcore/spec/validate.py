@@ -174,6 +174,7 @@ def validate_data(src: Source, registry: Registry | None = None) -> ResolvedSpec
     registry = registry or _registry_for(data)
     resolved = ResolvedSpec(spec=spec, source=src, registry=registry)
     mods = list(data["modalities"]) if isinstance(data.get("modalities"), dict) else []
+    found = []  # every component whose name resolved, even if its params are invalid (its aux losses exist)
 
     for path, kind in _component_paths(data):
         comp = _raw_component(data, path)
@@ -186,6 +187,7 @@ def validate_data(src: Source, registry: Registry | None = None) -> ResolvedSpec
             hints = tuple(registry.suggest(kind, name))
             issues.append(SpecIssue(where, _path_str(path + ("name",)), f"unknown {kind} {name!r}", hints, _line(where)))
             continue
+        found.append(entry)
         try:
             params = entry.params.model_validate(comp.get("params") or {})
         except ValidationError as e:
@@ -241,7 +243,7 @@ def validate_data(src: Source, registry: Registry | None = None) -> ResolvedSpec
             issues += [_not_a_modality(src, ("missing", section, i) + sub, n, mods) for sub, n in names if n not in mods]
 
     # losses: registered loss components, or aux losses declared by a component of this spec
-    declared = {name for part in resolved.parts.values() for name in part.entry.aux_losses}
+    declared = {name for entry in found for name in entry.aux_losses}
     for name, ls in spec.losses.items():
         path = ("losses", name)
         entry = registry.find("loss", name)

@@ -6,6 +6,8 @@
 * :func:`synthetic_batch` — a tiny padded batch with a missing modality.
 * :func:`check_hook_imports_no_torch`, :func:`check_params_documented` — checks every plugin's
   tests run on its packaging and its README.
+* :func:`load_reference`, :func:`assert_close`, :func:`readout` — the authors' numeric fixtures
+  (``../shared/reference``) for authors-exact tests; skip with the reason when absent.
 * :mod:`mmcore.testing.distributed` — ``run_distributed(spec, world_size, run_dir)``: run a spec
   under a 2-process gloo group on CPU, for plugins whose components keep state.
 """
@@ -16,9 +18,11 @@ from ..registry import lazy_exports
 
 _CONTRACT = ("check_component", "contract_cases", "synthetic_batch", "tiny_context")
 _PLUGIN_CHECKS = ("check_hook_imports_no_torch", "check_params_documented", "readme_section")
-__all__ = [*_CONTRACT, *_PLUGIN_CHECKS]
+_REFERENCE = ("load_reference", "assert_close", "readout", "reference_dir")
+__all__ = [*_CONTRACT, *_PLUGIN_CHECKS, *_REFERENCE]
 
 
 # lazy: importing mmcore.testing must not import torch
 __getattr__ = lazy_exports(__name__, {**dict.fromkeys(_CONTRACT, "contract"),
-                                           **dict.fromkeys(_PLUGIN_CHECKS, "plugin_checks")})
+                                           **dict.fromkeys(_PLUGIN_CHECKS, "plugin_checks"),
+                                           **dict.fromkeys(_REFERENCE, "reference")})

@@ -156,12 +156,16 @@ def check_documented(kind: str, name: str, registry: Registry | None = None) -> 
               f"'## {name}' section with the equation, paper section and params")
 
 
-def check_component(kind: str, name: str, registry: Registry | None = None, *, seed: int = 0) -> None:
-    """Run the contract for one registered component; raise :class:`ContractError` on a breach."""
+def check_component(kind: str, name: str, registry: Registry | None = None, *, seed: int = 0,
+                    params: dict | None = None) -> None:
+    """Run the contract for one registered component; raise :class:`ContractError` on a breach.
+
+    ``params``: a non-default configuration to check (e.g. ``{"reference": "authors"}``); default params otherwise.
+    """
     registry = registry or get_registry()
     entry = registry.get(kind, name)
     check_documented(kind, name, registry)
-    params = entry.params()
+    params = entry.params(**(params or {}))
     # config round-trip through YAML
     dumped = yaml.safe_load(yaml.safe_dump(params.model_dump(mode="json")))
     if entry.params.model_validate(dumped) != params:

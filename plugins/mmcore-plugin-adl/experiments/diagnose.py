@@ -5,7 +5,8 @@ For each run directory (best weights), on the test split with complete data:
 * ``real``: the real victim (no missing modality) — what the backbone could do with the victim;
 * ``adl``: the fitter's imputation (setting A: every row's victim missing) — the reported number;
 * ``oracle_ot``: decoded with the OT plan computed from the *real* victim encoding (the fitter's
-  target): the best any fitter could do with this decoder;
+  target, by the run's own solver and decoder — default or ``reference: authors``): the best any
+  fitter could do with this decoder;
 * ``mean``: the mean victim encoding of the train split at every position;
 * ``zero``: zeros.
 
@@ -21,11 +22,12 @@ import sys
 
 import torch
 
+import torch.nn.functional as F
+
 from mmcore.data.base import iterate_batches
 from mmcore.train.run import load_run
 from mmcore_plugin_adl.decode import decode
-from mmcore_plugin_adl.solver import ot_targets
-from mmcore_plugin_adl.window import to_dense, window_geometry
+from mmcore_plugin_adl.window import window_geometry
 
 torch.set_num_threads(1)
 METHODS = ("real", "adl", "oracle_ot", "mean", "zero")
@@ -58,12 +60,18 @@ def diagnose(run_dir: str) -> dict[str, tuple[float, float]]:
     for b in iterate_batches(tr.data.split("test"), 64):
         enc = model.encode(b)
         z1, z2, v1, v2 = enc[m1], enc[m2], b.valid[m1], b.valid[m2]
-        geo = window_geometry(v1, v2, p.window)
+        # the imputer itself with every victim missing (any mode: default or reference: authors)
+        gone = b.replace(missing={**b.missing, m2: torch.ones_like(b.missing[m2])})
+        adl = imp({m1: z1, m2: torch.zeros_like(z2)}, gone).seqs[m2]
+        # the same decoder applied to the imputer's own fitting target, computed from the real victim
+        w1, w2, wv1, wv2 = imp._square_view(z1, z2, v1, v2) if imp.square else (z1, z2, v1, v2)
+        target = imp._targets(w1, w2, wv1, wv2, window_geometry(wv1, wv2, p.window))  # dense
+        oracle = decode(target.to(z1.dtype), w1, p.decode)
+        oracle = F.pad(oracle, (0, 0, 0, z2.shape[1] - oracle.shape[1])) * v2.unsqueeze(-1)
         fills = {
             "real": z2,
-            "adl": decode(to_dense(imp.fitter(z1, v1, geo), geo, z2.shape[1]), z1),
-            "oracle_ot": decode(to_dense(ot_targets(z1, z2, v1, geo, p.reg, max_iter=p.max_iter, tol=p.tol), geo,
-                                         z2.shape[1]), z1),
+            "adl": adl,
+            "oracle_ot": oracle,
             "mean": mean_tok.expand_as(z2) * v2.unsqueeze(-1),
             "zero": torch.zeros_like(z2),
         }

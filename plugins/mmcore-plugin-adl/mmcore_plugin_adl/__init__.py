@@ -1,6 +1,7 @@
 """mmcore-plugin-adl: MM-Align's alignment dynamics learner (ADL) imputer for mmcore.
 
 Registered component (see the README): imputer ``adl``; the hook lives in :mod:`mmcore_plugin_adl.plugin`.
+The authors' computation (``reference: authors``) is :mod:`mmcore_plugin_adl.authors`.
 
 The building blocks are re-exported here but imported on first attribute access (PEP 562), so
 importing the package — which ``mmcore plugins`` does to reach the hook — does not import torch.
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ADLImputer": "adl",
     "ADLParams": "params",
+    "AUTHORS_PRESET": "params",
     "AlignmentFitter": "fitter",
     "WindowGeometry": "window",
     "window_geometry": "window",
@@ -26,6 +28,7 @@ _EXPORTS = {
     "ot_targets": "solver",
     "decode": "decode",
     "fit_loss": "losses",
+    "fit_loss_authors": "losses",
     "contrastive_loss": "losses",
 }
 
@@ -37,6 +40,8 @@ if TYPE_CHECKING:  # what static tools see; at runtime __getattr__ below imports
     from .fitter import AlignmentFitter as AlignmentFitter
     from .losses import contrastive_loss as contrastive_loss
     from .losses import fit_loss as fit_loss
+    from .losses import fit_loss_authors as fit_loss_authors
+    from .params import AUTHORS_PRESET as AUTHORS_PRESET
     from .params import ADLParams as ADLParams
     from .solver import ot_targets as ot_targets
     from .solver import windowed_cost as windowed_cost

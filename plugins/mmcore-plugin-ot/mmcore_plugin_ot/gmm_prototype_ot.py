@@ -2,11 +2,14 @@ r"""DecAlign's hierarchical alignment as one aligner: decoupling, GMM prototypes
 
 Per modality $m$ the encoded sequence $\tilde X_m$ (T_m, d) is split by a modality-unique encoder
 and a shared encoder, $F^{(m)}_{uni} = E^{(m)}_{uni}(\tilde X_m)$, $F^{(m)}_{com} = E_{com}(\tilde X_m)$.
-The unique tokens of each modality are summarised by a $K$-component diagonal GMM (prototypes
+The unique features of each modality are summarised by a $K$-component diagonal GMM (prototypes
 $(\mu^k_m, s^k_m)$, weights $\pi^k_m$); the prototypes of the $M$ modalities are matched by an
 entropic multi-marginal plan $T^\star$ (a $K^M$ tensor) under the summed pairwise Bures–Wasserstein
-cost; every unique token is pulled towards the prototypes its own prototypes are matched to; and
-the common features of the modalities are made alike in moments and in MMD.
+cost; unique features are pulled towards matched prototypes; and the common features of the
+modalities are made alike in moments and in MMD.
+
+Two computations, chosen by ``reference``: ``mmcore`` (the default, stabilised: below) and
+``authors`` (the authors' code, :mod:`mmcore_plugin_ot.decalign_authors`, equal to it to 1e-6).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from torch import Tensor, nn
 
 from mmcore.protocols import AlignerOutput, BuildContext
 
-from . import _gmm
+from . import _gmm, decalign_authors
 from ._masks import compute_dtype, tiny
 from .decoupling import decoupling_loss, homogeneity_loss
 from .gaussian import bures_wasserstein_squared_diag
@@ -30,6 +33,8 @@ AUX_LOSSES = ("decoupling", "prototype_ot", "prototype_calibration", "homogeneit
 
 class GmmPrototypeOTAligner(nn.Module):
     r"""DecAlign: decoupled streams plus prototype-OT, calibration, homogeneity and decoupling losses.
+
+    ``reference: mmcore`` (default):
 
     $$C(k_1..k_M) = \sum_{i<j} \lVert \mu^{k_i}_i - \mu^{k_j}_j\rVert^2 + \big\lVert \sqrt{s^{k_i}_i} - \sqrt{s^{k_j}_j}\big\rVert^2,\qquad
       T^\star = \arg\min_{T \in \Pi(\pi_1..\pi_M)} \langle T, C/\bar C\rangle + \varepsilon \textstyle\sum_k T(k)\log T(k)$$
@@ -45,35 +50,52 @@ class GmmPrototypeOTAligner(nn.Module):
     ``decoupling`` = $\sum_m \mathcal L^{(m)}_{dec}$ (weight 1, Eq. 13), ``prototype_ot`` = $\mathcal L_{OT}$
     and ``prototype_calibration`` = $\mathcal L_{proto}$ (both α = 0.05: $\mathcal L_{hete}$ of Eq. 9 is
     their sum), ``homogeneity`` = $\mathcal L_{sem} + \mathcal L_{MMD}$ (β = 0.05).
+    ``ot_loss: entropic`` adds $\varepsilon \bar C \sum T^\star(\log T^\star - 1) / d$; ``ot_grad: unrolled``
+    differentiates through the Sinkhorn sweeps instead of holding $T^\star$ constant.
+
+    ``reference: authors``: the same four aux losses computed as the authors' code does
+    (:mod:`mmcore_plugin_ot.decalign_authors`): ``decoupling`` = mean over modalities of the squared
+    cosine; each batch, a GMM is initialised from evenly spaced rows and refit by ``em_steps`` EM steps,
+    differentiated end to end, on the *time-pooled* unique features (one vector per instance);
+    marginals = mean posteriors; cost averaged over d (``cost_reduction``); plain-domain Sinkhorn for
+    exactly ``max_iter`` sweeps on the unscaled cost with ``reg`` in cost units; ``prototype_ot`` =
+    its value with the entropy term, unrolled gradient; ``prototype_calibration`` = the mean over the
+    $M(M-1)$ ordered pairs of $\frac1N\sum_n \sum_k \gamma_i(n, k)\, c(\bar x_{i,n}, \mu_{j,k})$;
+    ``homogeneity`` = moment distance (N−1 covariance, element means) + MMD (σ² = ``mmd_sigma``²) of
+    the pooled common features mapped by per-modality latent encoders (``latent_dim``), averaged
+    over pairs. No state is kept between batches; ``alignment_plans()`` is empty (no token posteriors).
 
     Reference: DecAlign (Qian et al., arXiv 2503.11892 / CVPR version), §3.1 Eq. 1, §3.2 Eq. 2-9,
     §3.3 Eq. 10-12, §3.4 Eq. 13; defaults K = 7, 5 EM steps, variance floor 1e-4, λ_ot = 0.1 from the
-    authors' public configs.
-    Notation: the paper's λ is ``reg`` (relative to $\bar C$), $\nu_i$ is $\pi_i$, $w^n_i(k)$ is $r^n_i(k)$,
+    authors' public configs; the authors' code is taco-group/DecAlign at commit 6fa8df9.
+    Notation: the paper's λ is ``reg``, $\nu_i$ is $\pi_i$, $w^n_i(k)$ is $r^n_i(k)$,
     $E_{uni}^{(m)}$ is ``unique[m]`` and $E_{com}$ is ``common`` (1x1 convolutions without bias in the
     authors' code: bias-free linear maps here).
     Streams: the output ``{m}`` is $F^{(m)}_{com}$ and ``{m}_unique`` is $F^{(m)}_{uni}$, each
     (B, T_m, d) with ``valid[m]``, zero on padding (``output_streams`` lists them, so a ``mult`` fuser
     runs its cross-modal transformer over all of them, and ``concat_pool`` concatenates them — the
     paper's fusion of transformer-refined unique features with common features).
-    Gradients: every parameter gets one through the output streams. The prototypes are refit from
-    the stored ones by ``em_steps`` MAP-EM steps per batch (:mod:`mmcore_plugin_ot._gmm`), the last
+    Gradients (mmcore): every parameter gets one through the output streams. The prototypes are refit
+    from the stored ones by ``em_steps`` MAP-EM steps per batch (:mod:`mmcore_plugin_ot._gmm`), the last
     ``em_grad_steps`` differentiated, so $\mathcal L_{OT}$ and $\mathcal L_{proto}$ reach the unique
-    encoders through $\mu$ and $s$. $T^\star$ and the posteriors $r$ are held constant (envelope
-    theorem: $\partial_C \mathrm{OT}_\varepsilon = T^\star$; $r$ is an E-step posterior).
-    Deviations: (1) prototypes are GMMs refit by EM on the unique *tokens* of the batch (the paper's
-    Eq. 2-4), not learned parameters on time-averaged features as in the authors' code; (2) the
-    calibration pulls token $n$ of $i$ towards the prototypes of $j$ that $T^\star$ matches its own
-    prototypes to — the paper's $\mu^k_{j \ne i}$ presupposes that index $k$ means the same in both
-    modalities, which only the plan provides for independently fitted mixtures; (3) the OT plan is
-    solved on $C/\bar C$ so that ``reg`` is scale-free, and $\mathcal L_{OT}$, $\mathcal L_{proto}$,
-    $\mathcal L_{sem}$ are divided by d — the unnormalised terms grow with d_model and the feature
-    scale and dominate the task loss (the reported non-convergence of the authors' code on MOSEI);
-    (4) the prototype covariances are diagonal (Eq. 6 in closed form); (5) the aligner protocol does
-    not pass ``batch.missing``: a missing instance's (zero-input) tokens enter the GMM fit and the
-    moments like any other.
+    encoders through $\mu$ and $s$. By default $T^\star$ and the posteriors $r$ are held constant
+    (envelope theorem: $\partial_C \mathrm{OT}_\varepsilon = T^\star$; $r$ is an E-step posterior).
+    How mmcore departs from the authors' code, and why (each row in docs/fidelity.md): (1) prototypes
+    persist across batches (k-means++ seeds, MAP-EM with ``prior_count``) and are refit on the unique
+    *tokens* (the paper's Eq. 2-4), not re-initialised every batch on time-pooled features; (2) the
+    marginals are the mixture weights π, not mean posteriors; (3) the calibration pulls token $n$ of $i$
+    towards the prototypes of $j$ that $T^\star$ matches its own prototypes to — the authors pair the
+    k-th prototypes of independently fitted mixtures index by index, which only the plan makes
+    meaningful; (4) the plan is solved to ``tol`` in the log domain on $C/\bar C$ so that ``reg`` is
+    scale-free (the authors' absolute 0.1 on costs of a few units underflows their plain-domain kernel),
+    and $\mathcal L_{OT}$, $\mathcal L_{proto}$, $\mathcal L_{sem}$ are divided by d and the Bures cost
+    summed over d — the unnormalised terms grow with d_model and the feature scale and dominate the task
+    loss; (5) ``decoupling`` is summed over modalities (the paper's Eq. 13), not averaged; (6) the moments
+    are over tokens with 1/N and there are no latent encoders. Both computations keep rows whose
+    modality is missing (``batch.missing``, passed since ``accepts_missing``) out of every statistic —
+    the authors' code has no missing modalities.
     Shapes: seqs[m] (B, T_m, d) -> seqs {m, m_unique} (B, T_m, d); ``alignment_plans()[m]`` (B, T_anchor, T_m)
-    is the token plan induced by $T^\star$ (see :meth:`alignment_plans`).
+    is the token plan induced by $T^\star$ (see :meth:`alignment_plans`; mmcore only).
 
     Args:
         params: :class:`~mmcore_plugin_ot.params.GmmPrototypeOTParams`.
@@ -100,6 +122,10 @@ class GmmPrototypeOTAligner(nn.Module):
         self.register_buffer("proto_vars", torch.ones(M, K, d))
         self.register_buffer("proto_log_weights", torch.full((M, K), -math.log(K)))
         self.register_buffer("proto_ready", torch.zeros(M, dtype=torch.bool))
+        if params.reference == "authors":  # the authors' latent "distribution encoders" of the homogeneity branch
+            # (their dropout, output_dropout, is 0.0 in every shipped config)
+            self.latent = nn.ModuleDict({m: decalign_authors.DistributionEncoder(d, params.latent_dim or d, 0.0)
+                                         for m in self.modalities})
         self._plans: dict[str, Tensor] = {}
         #: the multi-marginal plan T* (K, ..., K) of the last forward, detached (None with one modality)
         self.last_joint_plan: Tensor | None = None
@@ -132,13 +158,51 @@ class GmmPrototypeOTAligner(nn.Module):
         squared = self.p.decoupling == "squared_cosine"
         # the losses run in float32 even under bf16 autocast: EM sums, moments and OT need the precision
         with torch.autocast(device_type=x.device.type, enabled=False):
-            aux = {"decoupling": sum(decoupling_loss(uni[m], com[m], obs[m], squared=squared) for m in self.modalities)}
-            gmms, resp = self._fit_prototypes(uni, obs)
-            aux["prototype_ot"], aux["prototype_calibration"] = self._prototype_losses(gmms, resp, uni, obs)
-            aux["homogeneity"] = homogeneity_loss(com, obs, var_floor=self.p.var_floor, sigma=self.p.mmd_sigma)
+            if self.p.reference == "authors":
+                aux = self._authors_losses(uni, com, vs, missing)
+            else:
+                aux = {"decoupling": sum(decoupling_loss(uni[m], com[m], obs[m], squared=squared)
+                                         for m in self.modalities)}
+                gmms, resp = self._fit_prototypes(uni, obs)
+                aux["prototype_ot"], aux["prototype_calibration"] = self._prototype_losses(gmms, resp, uni, obs)
+                aux["homogeneity"] = homogeneity_loss(com, obs, var_floor=self.p.var_floor, sigma=self.p.mmd_sigma)
         aux = {k: v.float() for k, v in aux.items()}
         out = {**com, **{f"{m}_unique": uni[m] for m in self.modalities}}
         return AlignerOutput(out, {**vs, **{f"{m}_unique": vs[m] for m in self.modalities}}, aux)
+
+    # ---------------------------------------------------------------- reference: authors
+    def _authors_losses(self, uni: dict[str, Tensor], com: dict[str, Tensor], vs: dict[str, Tensor],
+                        missing: dict[str, Tensor] | None) -> dict[str, Tensor]:
+        """The four aux losses as the authors' code computes them (:mod:`.decalign_authors`).
+
+        Rows whose modality is missing are left out of that modality's statistics; a modality with no
+        present row in the batch is left out of the cross-modal terms.
+        """
+        p, da = self.p, decalign_authors
+        rows = {}
+        for m in self.modalities:
+            present = torch.ones_like(vs[m][:, 0]) if missing is None or m not in missing else ~missing[m].bool()
+            rows[m] = present.nonzero().squeeze(1)  # (B_m,)
+        work = compute_dtype(*uni.values())
+        pick = lambda t, m: t[rows[m]].to(work)  # noqa: E731
+        masks = {m: (vs[m][rows[m]].to(work) if p.use_sequence_mask else None) for m in self.modalities}
+        live = [m for m in self.modalities if rows[m].numel() > 0]
+        zero = sum(u.sum() for u in uni.values()).to(work) * 0.0  # keeps every stream in the graph
+        dec = [da.decoupling_loss(pick(uni[m], m), pick(com[m], m)) for m in live]
+        aux = {"decoupling": torch.stack(dec).mean() if dec else zero}
+        if len(live) < 2:  # nothing to align across
+            self.last_joint_plan = None
+            return {**aux, "prototype_ot": zero, "prototype_calibration": zero, "homogeneity": zero}
+        het = da.hetero_loss([pick(uni[m], m) for m in live], [masks[m] for m in live],
+                             num_prototypes=p.num_prototypes, em_iters=p.em_steps, var_floor=p.var_floor,
+                             ot_reg=p.reg, ot_iters=p.max_iter, cost_reduction=p.cost_reduction,
+                             mahalanobis=p.local_mahalanobis, entropic=p.ot_loss == "entropic",
+                             unrolled=p.ot_grad == "unrolled")
+        self.last_joint_plan = het.plan.detach()
+        homo = da.homo_loss([pick(com[m], m) for m in live], [masks[m] for m in live],
+                            [self.latent[m] for m in live], bandwidth=p.mmd_sigma ** 2)
+        return {**aux, "prototype_ot": het.ot_loss, "prototype_calibration": het.local_proto_loss,
+                "homogeneity": homo.loss}
 
     # ---------------------------------------------------------------- prototypes (Eq. 2-4)
     def _fit_prototypes(self, uni: dict[str, Tensor], vs: dict[str, Tensor]) -> tuple[list[_gmm.Gmm], list[Tensor]]:
@@ -189,10 +253,17 @@ class GmmPrototypeOTAligner(nn.Module):
         scale = C.detach().amax().clamp_min(tiny(C.dtype))  # the plan is solved on C / max C, in [0, 1]
         nus = [g.log_weights.detach().exp() for g in gmms]
         nus = [(nu / nu.sum()).unsqueeze(0) for nu in nus]  # M x (1, K), equal sums exactly
-        T = multimarginal_sinkhorn_plan(nus, (C.detach() / scale).unsqueeze(0), self.p.reg, max_iter=self.p.max_iter,
-                                        tol=self.p.tol, detach=True).plan[0].detach()  # (K, ..., K)
-        self.last_joint_plan = T
+        unrolled = self.p.ot_grad == "unrolled"
+        cost = C / scale if unrolled else C.detach() / scale
+        T = multimarginal_sinkhorn_plan(nus, cost.unsqueeze(0), self.p.reg, max_iter=self.p.max_iter, tol=self.p.tol,
+                                        detach=not unrolled).plan[0]  # (K, ..., K)
+        if not unrolled:
+            T = T.detach()
+        self.last_joint_plan = T.detach()
         ot = (T * C).sum() / d
+        if self.p.ot_loss == "entropic":  # + eps * sum T (log T - 1), eps in cost units (reg is relative to max C)
+            ot = ot + self.p.reg * scale * (T * (torch.log(T.clamp_min(tiny(T.dtype))) - 1.0)).sum() / d
+        T = T.detach()  # the calibration's conditional plans are held constant
 
         def pair_plan(i: int, j: int) -> Tensor:  # (K_i, K_j) marginal of T on modalities i and j
             lo, hi = min(i, j), max(i, j)
@@ -251,4 +322,11 @@ class GmmPrototypeOTAligner(nn.Module):
         over $L_b$ if the plan sends $k$ only outside it), so no mass is lost: rows sum to $1/T_a$,
         padding gets nothing. Detached.
         """
+        if self.p.reference == "authors":
+            from mmcore.errors import MmcoreUserError
+
+            raise MmcoreUserError("gmm_prototype_ot with reference: authors matches prototypes of time-pooled "
+                                  "features (one vector per instance), so it has no token-level plan to show; "
+                                  "plot a run trained with reference: mmcore, or read aligner.last_joint_plan "
+                                  "(the K x ... x K prototype plan)")
         return dict(self._plans)

@@ -23,8 +23,8 @@ def masked_smooth_l1(pred: Tensor, target: Tensor, region: Tensor, *, beta: floa
     Notation: Mask is ``region``; the paper's $x_i, y_i$ are ``pred``, ``target``; its threshold 1 is ``beta``.
     Deviations: the sum is divided by the constant $Z$ (the caller passes $L_m d_m$, the declared length
     times the feature size), which only rescales α_m, so that α is on a per-element scale. Positions
-    outside ``region`` are selected away with ``torch.where`` (not multiplied by 0), so NaN/inf there —
-    e.g. in padding — can neither reach the loss nor its gradient.
+    outside ``region`` are selected away with ``torch.where`` (not multiplied by 0), so NaN/inf there, in
+    ``pred`` or ``target`` (e.g. in padding), can neither reach the loss nor its gradient.
     Shapes: pred (B, T, d), target (B, T, d), region (B, T) bool -> (B,).
 
     Args:
@@ -48,7 +48,10 @@ def masked_smooth_l1(pred: Tensor, target: Tensor, region: Tensor, *, beta: floa
         raise ValueError(f"masked_smooth_l1: beta and norm must be > 0; got beta={beta}, norm={norm}")
     B, T, d = pred.shape
     keep = region.unsqueeze(-1)  # (B, T, 1)
-    safe_target = torch.where(keep, target, pred.detach())  # outside the region: difference 0, gradient 0
-    per = F.smooth_l1_loss(pred, safe_target, reduction="none", beta=beta)  # (B, T, d)
+    # outside the region both sides become the same finite value: difference 0, gradient 0 (a NaN/inf
+    # prediction there would otherwise give a NaN gradient through smooth_l1's backward)
+    safe_pred = torch.where(keep, pred, torch.zeros((), dtype=pred.dtype, device=pred.device))
+    safe_target = torch.where(keep, target, safe_pred.detach())
+    per = F.smooth_l1_loss(safe_pred, safe_target, reduction="none", beta=beta)  # (B, T, d)
     per = torch.where(keep, per, torch.zeros((), dtype=per.dtype, device=per.device))
     return per.sum(dim=(1, 2)) / (norm if norm is not None else T * d)  # (B,)

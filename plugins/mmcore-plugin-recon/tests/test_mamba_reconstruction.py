@@ -43,6 +43,16 @@ def test_masked_smooth_l1_ignores_positions_outside_the_region():
     torch.testing.assert_close(ref.sum(), expected)
 
 
+def test_masked_smooth_l1_gives_a_finite_gradient_for_nan_or_inf_predictions_outside_the_region():
+    pred = torch.tensor([[[1.0], [float("nan")], [float("inf")]]], requires_grad=True)
+    target = torch.tensor([[[0.0], [float("nan")], [float("-inf")]]])
+    region = torch.tensor([[True, False, False]])
+    loss = masked_smooth_l1(pred, target, region, norm=1.0)
+    loss.sum().backward()
+    assert loss.item() == 0.5  # 0.5 * (1 - 0)^2 at the one region position
+    assert pred.grad.tolist() == [[[1.0], [0.0], [0.0]]]
+
+
 def test_recon_loss_ignores_unmasked_positions():
     imp, batch = make().eval(), masked_batch(0.4)
     seqs = encoded(batch)
