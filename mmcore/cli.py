@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--missing-rates", metavar="R1,R2,...", help="evaluate test with every eval op's rate set to each")
     sp.add_argument("--split", default="test", choices=["valid", "test"])
     sp.add_argument("--data", metavar="PATH", help="evaluate on this data file instead of the run's")
+    sp.add_argument("--alignment", action="store_true",
+                    help="score the aligner's plans against the data's ground-truth alignment (synthetic data), "
+                         "with the uniform and proportional floors; writes alignment.json into the run")
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("sweep", help="run a grid of variants x seeds x missing rates, then tabulate and plot")

@@ -226,3 +226,25 @@ def test_a_metric_the_cells_lack_falls_back_to_the_default_with_a_warning(swept,
     with caplog.at_level("WARNING", logger="mmcore.sweep"):
         res = run_sweep(spec, axes=[AXIS], seeds=2, missing_rates=RATES, out=copy, metric="acc")
     assert res.summary.metric == "mae" and "no metric 'acc'" in caplog.text
+
+
+def test_alignment_accuracy_becomes_table_columns(tmp_path):
+    """A cell whose results.json has an alignment block adds align_* columns (mean over modalities)."""
+    from types import SimpleNamespace
+
+    from mmcore.sweep.summary import collect, format_markdown
+
+    al = {"split": "test", "anchor": "text", "audio": {"top1": 0.5, "tokens": 4},
+          "mean": {"top1": 0.5, "mass": 0.25, "uniform_top1": 0.1, "uniform_mass": 0.1, "proportional_top1": 0.3,
+                   "proportional_mass": 0.2}}
+    cells = []
+    for seed, top1 in ((0, 0.5), (1, 0.7)):
+        d = tmp_path / "cells" / "v" / f"seed{seed}"
+        d.mkdir(parents=True)
+        res = {"test": {"mae": 1.0 + seed}, "alignment": {**al, "mean": {**al["mean"], "top1": top1}}}
+        (d / "results.json").write_text(json.dumps(res))
+        cells.append(SimpleNamespace(seed=seed, variant=SimpleNamespace(name="v"), run_dir=lambda out, d=d: str(d)))
+    s = collect(str(tmp_path), cells, [], None, [])
+    row = s.test[0]
+    assert row.metrics["align_top1"].mean == pytest.approx(0.6) and row.metrics["align_mass"].mean == 0.25
+    assert "align_proportional_top1" in format_markdown(s)

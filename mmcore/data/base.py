@@ -69,6 +69,16 @@ class MultimodalData:
     def split(self, name: str) -> Split:
         return self.splits[name]
 
+    def alignment_truth(self, split: str) -> dict[str, Tensor] | None:
+        """The ground-truth alignment of ``split``, or None when the data does not know it (real data).
+
+        Returns ``{m: (N, T_m) long}`` for every modality of the dataset: the index of the *segment*
+        (a word, for sentiment clips) that position t of row n belongs to, or -1 (padding, or frames
+        that belong to no segment, e.g. leading noise). Two positions of different modalities are
+        truly aligned iff they carry the same segment index >= 0. Scored by :mod:`mmcore.alignment`.
+        """
+        return None
+
 
 def iterate_batches(split: Split, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
                     drop_last: bool = False, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:

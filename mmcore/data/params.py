@@ -44,6 +44,19 @@ class SyntheticParams(ComponentParams):
                              "as a fraction of the clip's frames (per sample, uniform).")
     warp: float = Field(0.4, ge=0, le=2, description="Strength of the per-sample monotone time warp "
                         "u -> u**exp(warp·z), z ~ N(0, 1) (0 = linear alignment).")
+    misalignment: float | None = Field(None, ge=0, le=1, description="One knob for misalignment strength a: sets "
+                                       "max_shift = 0.5·a and warp = 0.8·a (0 = proportional alignment, no offset "
+                                       "or warp; 0.5 = the default max_shift/warp; 1 = strong). null = use "
+                                       "max_shift and warp as given (with misalignment, explicit max_shift/warp must equal what it sets).")
+    recoverable: float = Field(0.0, ge=0, le=1, description="Recoverability r of recover_modality from recover_from: "
+                               "each event (vision: cue, audio: stress) of the victim is echoed, with probability "
+                               "r, as a pattern of the same norm in the source's frames of that word (0 = "
+                               "unrecoverable, the draw is unchanged; 1 = the victim is a linear function of the "
+                               "source's time-aligned content up to noise).")
+    recover_modality: Literal["audio", "vision"] = Field("vision", description="The victim modality whose events "
+                                                         "the source echoes (recoverable > 0).")
+    recover_from: Literal["text", "audio", "vision"] = Field("audio", description="The source modality that carries "
+                                                             "the echo (recoverable > 0); not recover_modality.")
     data_seed: int = Field(0, description="Seed of the data draw. Independent of the pipeline seed, so a sweep over "
                                            "model seeds trains on the same dataset; change it for another draw.")
     task: Literal["regression", "classification"] = Field("regression", description="regression: score in "
@@ -64,7 +77,29 @@ class SyntheticParams(ComponentParams):
         bad = {m: v for m, v in {**self.dims, **self.lengths}.items() if v < 1}
         if bad:
             raise ValueError(f"dims and lengths must be >= 1; got {bad}")
+        if self.misalignment is not None:
+            # misalignment sets both; an explicit value must agree (a saved spec lists the values it set)
+            want = {"max_shift": 0.5 * self.misalignment, "warp": 0.8 * self.misalignment}
+            clash = [f for f in want if f in self.model_fields_set and getattr(self, f) != want[f]]
+            if clash:
+                raise ValueError(f"misalignment={self.misalignment} sets max_shift = {want['max_shift']:g} and "
+                                 f"warp = {want['warp']:g}; remove {clash} or remove misalignment")
+            for f, v in want.items():
+                object.__setattr__(self, f, v)
+        if self.recoverable > 0:
+            src, vic = self.recover_from, self.recover_modality
+            if src == vic:
+                raise ValueError(f"recover_from and recover_modality are both {src!r}: a modality cannot echo "
+                                 "itself; choose another recover_from")
+            absent = [m for m in (vic, src) if m not in self.dims]
+            if absent:
+                raise ValueError(f"recoverable > 0 needs recover_modality {vic!r} and recover_from {src!r} in dims; "
+                                 f"{absent} missing (add to dims/lengths or choose others)")
         return self
+
+    def shift_and_warp(self) -> tuple[float, float]:
+        """(max_shift, warp) in effect (``misalignment`` a has set them to (0.5·a, 0.8·a) when given)."""
+        return self.max_shift, self.warp
 
 
 def _check_splits(v: dict[str, str]) -> dict[str, str]:

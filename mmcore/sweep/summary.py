@@ -24,6 +24,13 @@ _DEFAULT_METRICS = ("mae", "acc", "acc2_has0", "acc2")
 _BASELINE_LABELS = {"train_mean": "baseline: train mean", "train_majority": "baseline: train majority"}
 
 
+def alignment_columns(alignment: dict[str, Any]) -> dict[str, float]:
+    """A run's alignment accuracy (results.json ``alignment``, see :mod:`mmcore.alignment`) as flat
+    ``align_<key>`` columns: the mean over modalities of top1, mass and their uniform/proportional floors."""
+    mean = alignment.get("mean") or {}
+    return {f"align_{k}": v for k, v in mean.items() if isinstance(v, (int, float))}
+
+
 def default_metric(available) -> str | None:
     """``mae`` for regression, ``acc`` (classification) or ``acc2_has0``/``acc2`` otherwise."""
     return next((m for m in _DEFAULT_METRICS if m in available), None)
@@ -121,7 +128,8 @@ def collect(out: str, cells, rates: list[float], metric: str | None, failed: lis
             continue
         with open(path) as f:
             results = json.load(f)
-        test.setdefault(name, Row(name, None)).add(cell.seed, results.get("test", {}))
+        align = alignment_columns(results["alignment"]) if results.get("alignment") else {}
+        test.setdefault(name, Row(name, None)).add(cell.seed, {**results.get("test", {}), **align})
         for key, base in (results.get("baselines") or {}).items():
             label = _BASELINE_LABELS.get(key, f"baseline: {key}")
             row = baselines.setdefault(label, Row(label, None))

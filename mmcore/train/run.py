@@ -207,6 +207,16 @@ def load_run(run_dir: str, data_path: str | None = None):
 def eval_from_cli(args) -> int:
     trainer = load_run(args.run_dir, args.data)
     rates = parse_rates(args.missing_rates)
+    if getattr(args, "alignment", False):
+        from ..alignment import evaluate_alignment, format_alignment
+
+        res = evaluate_alignment(trainer.model, trainer.data, args.split, device=trainer.device)
+        path = os.path.join(args.run_dir, "alignment.json" if args.split == "test" else f"alignment_{args.split}.json")
+        write_json(path, res)
+        print(format_alignment(res))
+        print(f"wrote {path}")
+        if not rates:
+            return 0
     if rates:
         rows = evaluate_rates(trainer, rates, args.split)
         write_rate_table(args.run_dir, rows, args.split)

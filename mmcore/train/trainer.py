@@ -392,11 +392,29 @@ class Trainer:
                    "best_valid": self.state.best_score, "epochs_run": self.state.epoch,
                    "stopped_early": self.state.stopped_early, "test": test,
                    "baselines": _baselines(train_labels, self.data.split("test").labels, self.data.info)}
+        alignment = self._alignment("test")
+        if alignment is not None:
+            results["alignment"] = alignment
         if self.env.is_main:
             write_json(self._path("results.json"), results)
             _close_tensorboard(self.run_dir)
         log.info("test (best epoch %s): %s", self.state.best_epoch, _fmt(test))
         return results
+
+    def _alignment(self, split: str) -> dict[str, Any] | None:
+        """Alignment accuracy on ``split`` when the data knows the true alignment and the aligner has plans."""
+        from ..alignment import AlignmentUnavailable, evaluate_alignment, format_alignment
+
+        if not self.env.is_main or self.data.alignment_truth(split) is None:
+            return None
+        try:
+            res = evaluate_alignment(self.model, self.data, split, device=self.device,
+                                     batch_size=self.spec.train.eval_batch_size or 2 * self.spec.train.batch_size)
+        except AlignmentUnavailable as e:
+            log.info("alignment accuracy not computed: %s", e)
+            return None
+        log.info("%s", format_alignment(res))
+        return res
 
     def _write_metrics(self, record: dict) -> None:
         # rewritten whole from the checkpointed history, so it always agrees with last.pt after a resume
