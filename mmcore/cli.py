@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
+import os
 import sys
 import traceback
 
@@ -124,6 +126,7 @@ def _overrides(args) -> list[str]:
     return over
 
 
+@functools.lru_cache(maxsize=1)
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmcore", description="Multimodal sequence learning from YAML recipes.")
     p.add_argument("--version", action="version", version=f"mmcore {__version__}")
@@ -203,19 +206,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
-    if args.debug:
-        logging.getLogger("mmcore").setLevel(logging.DEBUG)
+    # third-party loggers (torch's included) show warnings only; mmcore's own show progress at INFO
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("mmcore").setLevel(logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
+        return code
     except MmcoreUserError as e:
         if args.debug:
             traceback.print_exc()
         print(str(e), file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept (resume with --resume)", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a RunInterrupted says what was kept and how to continue
+        print(str(e) or "interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # whoever read stdout went away (e.g. `mmcore list | head -1`): stop quietly
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (e.g. captured in tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

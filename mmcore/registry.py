@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -18,6 +19,8 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from .errors import PluginError, UnknownComponentError
+
+log = logging.getLogger("mmcore.registry")
 
 KINDS: tuple[str, ...] = ("encoder", "aligner", "fuser", "imputer", "head", "loss", "dataset")
 
@@ -205,6 +208,7 @@ class Registry:
 
 _lock = threading.Lock()
 _default: dict[tuple[str, ...] | None, Registry] = {}
+_loading = threading.local()  # .active: this thread is importing plugins inside get_registry
 
 
 def get_registry(only: list[str] | tuple[str, ...] | None = None) -> Registry:
@@ -220,9 +224,16 @@ def get_registry(only: list[str] | tuple[str, ...] | None = None) -> Registry:
         reg = _default.get(key)
         if reg is None:
             reg = Registry()
-            load_plugins(reg, only=only)
+            _loading.active = True
+            try:
+                load_plugins(reg, only=only)
+            finally:
+                _loading.active = False
             for entry in _in_process:
-                reg.add(entry)
+                try:
+                    reg.add(entry)
+                except PluginError as exc:  # an in-process name that a plugin also provides: report, go on
+                    log.warning("%s", exc)
             _default[key] = reg
         return reg
 
@@ -248,6 +259,15 @@ def register(kind: str, name: str, *, params: type[BaseModel], description: str 
     """
 
     def deco(cls: type) -> type:
+        if getattr(_loading, "active", False):
+            # a plugin module using the decorator while get_registry imports it: the registry being built
+            # adds _in_process entries once loading ends (asking for it here would wait on our own lock)
+            entry = Registry().make_entry(kind, name, cls, params, description=description, aux_losses=aux_losses,
+                                          provider=cls.__module__)
+            log.warning("%s registered %s %r with @mmcore.register while plugins were loading; plugins should "
+                        "register through the register_components hook", cls.__module__, kind, name)
+            _in_process.append(entry)
+            return cls
         reg = get_registry()
         entry = reg.make_entry(kind, name, cls, params, description=description, aux_losses=aux_losses,
                                provider=cls.__module__)

@@ -69,3 +69,15 @@ def test_every_example_validates_or_names_its_missing_plugin(capsys):
     for path in EXAMPLES:
         code, out, err = run_cli(["validate", path], capsys)
         assert code == 0 or "pip install mmcore-plugin-" in err or "pip install -e examples/" in err, err
+
+
+def test_a_closed_stdout_pipe_ends_quietly():
+    """`mmcore list | head -1`: the reader is gone before mmcore writes; no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "mmcore.cli", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # like `head` exiting before the first line
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0
+    assert "BrokenPipeError" not in err and "Traceback" not in err, err

@@ -175,3 +175,21 @@ def test_plugin_checks_catch_a_hook_that_imports_torch():
     check_hook_imports_no_torch("mmcore.builtins.plugin")
     with pytest.raises(AssertionError, match="imported torch"):
         check_hook_imports_no_torch("mmcore.builtins.fusers")
+
+
+def test_decorator_at_plugin_import_does_not_hang_and_registers(monkeypatch):
+    """@mmcore.register inside a plugin module used to wait forever on the registry's own lock."""
+    import sys
+    import threading
+
+    sys.modules.pop("plugins.decorator_at_import", None)
+    _fake(monkeypatch, FakeEntryPoint("deco", "deco", "plugins.decorator_at_import"),
+          FakeEntryPoint("mmcore-plugin-good", "good", "plugins.good_plugin"))
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("reg", get_registry()), daemon=True)
+    t.start()
+    t.join(timeout=20)
+    assert not t.is_alive(), "get_registry() hung"
+    reg = result["reg"]
+    assert reg.get("aligner", "decorated_at_import").provider == "plugins.decorator_at_import"
+    assert _info(reg, "deco").status == "ok" and reg.find("aligner", "echo") is not None

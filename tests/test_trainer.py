@@ -290,3 +290,68 @@ def test_aux_losses_are_weighted_into_the_total():
                                    torch.zeros(4, dtype=torch.float64))
     assert float(total) == pytest.approx(1.31, abs=1e-12)
     assert {k: float(v) for k, v in terms.items()} == {"task": 1.0, "hete": 2.0, "homo": 3.0}
+
+
+class _Payload:
+    """Runs a shell command when unpickled (what a malicious best.pt would hold)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_holding_code_is_refused_and_nothing_runs(tmp_path, capsys):
+    """mmcore eval on a run whose best.pt carries a code-running object: a clear error, no execution."""
+    from conftest import run_cli
+
+    run = tmp_path / "run"
+    train_run(tiny_spec(train={"epochs": 1}), str(run), progress=False)
+    marker = tmp_path / "pwned"
+    payload = torch.load(run / "best.pt", weights_only=True)
+    payload["evil"] = _Payload(str(marker))
+    torch.save(payload, run / "best.pt")
+    code, out, err = run_cli(["eval", str(run)], capsys)
+    assert code == 2 and "refused" in err and "best.pt" in err and "posix.system" in err, err
+    assert not marker.exists()
+
+
+def test_checkpoints_hold_only_tensors_and_plain_data(tmp_path):
+    """last.pt loads with weights_only=True and no allow-listed globals at all (RNG states included)."""
+    run = tmp_path / "run"
+    train_run(tiny_spec(train={"epochs": 1}), str(run), progress=False)
+    for name in ("last.pt", "best.pt"):
+        assert torch.serialization.get_unsafe_globals_in_checkpoint(str(run / name)) == []
+        torch.load(run / name, weights_only=True)
+
+
+def test_a_run_that_fails_before_training_leaves_no_folder(tmp_path):
+    spec = tiny_spec(data={"name": "npz", "params": {"path": str(tmp_path / "absent.npz")}})
+    with pytest.raises(Exception) as e:
+        train_run(spec, str(tmp_path / "run"), progress=False)
+    assert "absent.npz" in str(e.value)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("stop_at", [0, 1])
+def test_ctrl_c_message_tells_the_truth(tmp_path, monkeypatch, stop_at):
+    """Interrupted in epoch 1: nothing to resume, folder removed; in epoch 2: last.pt kept, resume command."""
+    from mmcore.train.run import RunInterrupted
+
+    real = trainer_mod.Trainer._train_epoch
+
+    def stop(self, epoch, phase):
+        if epoch == stop_at:
+            raise KeyboardInterrupt
+        return real(self, epoch, phase)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "_train_epoch", stop)
+    with pytest.raises(RunInterrupted) as e:
+        _run(tmp_path)
+    if stop_at == 0:
+        assert "nothing to resume" in str(e.value) and not (tmp_path / "run").exists()
+    else:
+        assert "--resume" in str(e.value) and (tmp_path / "run" / "last.pt").exists()

@@ -107,7 +107,8 @@ class TrainSpec(StrictModel):
 class PipelineSpec(StrictModel):
     """A complete pipeline: data, modalities, components, losses, missing protocol, training."""
 
-    seed: int = Field(0, description="Seeds Python, numpy, torch and the missing-modality protocol.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds Python, numpy, torch and the missing-modality "
+                                                        "protocol; 0 <= seed < 2^32.")
     plugins: list[str] | None = Field(None, description="Only load these plugin distributions (default: all installed).")
     modalities: dict[str, ModalitySpec] = Field(min_length=1, description="Modalities by name (text, audio, vision, ...).")
     model: ModelSpec = Field(default_factory=ModelSpec)

@@ -84,14 +84,50 @@ def _record(node: yaml.Node, path: Path_, src: Source, name: str) -> None:
             _record(item, path + (i,), src, name)
 
 
+#: Most YAML values a spec may expand to, aliases counted at every use (a spec has a few hundred):
+#: bounds the time and memory that "billion laughs" alias bombs could take.
+MAX_NODES = 100_000
+
+
+def _expanded_size(node, memo: dict[int, int]) -> int:
+    """Values the node expands to when aliases are followed (memoised: linear in the document)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 0  # a recursive alias counts nothing more on re-entry
+    if isinstance(node, yaml.MappingNode):
+        n = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        n = 1 + sum(_expanded_size(v, memo) for v in node.value)
+    else:
+        n = 1
+    memo[id(node)] = n
+    return n
+
+
+def _reader_error(name: str, text: str, e: yaml.reader.ReaderError) -> SpecError:
+    """A character YAML does not accept (a NUL or other control byte), with its line:column."""
+    pos = max(0, min(e.position, len(text)))
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    code = e.character if isinstance(e.character, int) else ord(e.character)
+    return SpecError([SpecIssue(f"{name}:{line}:{col}", "", f"invalid YAML: character U+{code:04X} is not allowed in "
+                                "a YAML document", ("remove the control character; a spec is plain text",))])
+
+
 def parse_yaml(text: str, name: str = "<spec>") -> Source:
     """Parse YAML text into a :class:`Source`; raises :class:`SpecError` with a position."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks every character first
+    except yaml.reader.ReaderError as e:
+        raise _reader_error(name, text, e) from None
     try:
         node = loader.get_single_node()
         if node is None:
             raise SpecError([SpecIssue(f"{name}:1:1", "", "the spec is empty",
                                        ("a spec needs at least modalities, encoders, fuser and head; see docs/spec.md",))])
+        if _expanded_size(node, {}) > MAX_NODES:
+            raise _error(name, node.start_mark, f"the spec expands to more than {MAX_NODES} YAML values",
+                         ("aliases (*name) that repeat anchors (&name) multiply; a spec needs a few hundred values",))
         src = Source(name=name, data=None)
         _record(node, (), src, name)
         src.data = loader.construct_document(node)
@@ -104,6 +140,9 @@ def parse_yaml(text: str, name: str = "<spec>") -> Source:
         raise _error(name, mark, f"invalid YAML: {problem}", hints) from None
     except yaml.YAMLError as e:
         raise _error(name, None, f"invalid YAML: {e}") from None
+    except RecursionError:
+        raise SpecError([SpecIssue(f"{name}:1:1", "", "the spec is nested too deeply to read",
+                                   ("a spec is a few levels of mappings and lists",))]) from None
     finally:
         loader.dispose()
     if not isinstance(src.data, dict):
@@ -128,7 +167,10 @@ def load_yaml(path: str | os.PathLike) -> Source:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SpecError([SpecIssue(name, "", f"not UTF-8 text (byte {e.start}); is this a YAML spec?")]) from None
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise SpecError([SpecIssue(f"{name}:{line}:{col}", "", f"not UTF-8 text (byte {e.start}: "
+                                   f"{raw[e.start:e.start + 1]!r}); is this a YAML spec?")]) from None
     if not text.strip():
         raise SpecError([SpecIssue(f"{name}:1:1", "", "the spec is empty",
                                    ("a spec needs at least modalities, encoders, fuser and head; see docs/spec.md",))])

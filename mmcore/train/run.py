@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 
 import yaml
@@ -120,8 +121,11 @@ def _train(rs: ResolvedSpec, run_dir: str | None, env: DistEnv, *, resume: bool,
     from .trainer import Trainer
 
     run_dir = broadcast_object(run_dir or default_run_dir(rs), env)
+    # a folder this call creates is removed again if the run ends before its first checkpoint
+    fresh = not resume and not (os.path.isdir(run_dir) and os.listdir(run_dir))
     on_main(lambda: prepare_run_dir(run_dir, rs, resume), env)  # its error stops every rank, not only rank 0
     handler = _attach_log_file(run_dir) if env.is_main else None
+    finished = False
     try:
         data = load_dataset(rs)
         trainer = Trainer(rs, data, run_dir, env=env, progress=progress)
@@ -135,11 +139,31 @@ def _train(rs: ResolvedSpec, run_dir: str | None, env: DistEnv, *, resume: bool,
                 write_rate_table(run_dir, rows, "test")
                 log.info("test across missing rates:\n%s", format_rate_table(rows))
         results["run_dir"] = run_dir
+        finished = True
         return results
+    except KeyboardInterrupt:
+        raise RunInterrupted(_interrupted_message(rs, run_dir, fresh)) from None
     finally:
         if handler is not None:
             logging.getLogger("mmcore").removeHandler(handler)
             handler.close()
+        if not finished and fresh and env.is_main and not os.path.exists(os.path.join(run_dir, "last.pt")):
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing to resume from: leave no orphan folder
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says what was kept and how to continue."""
+
+
+def _interrupted_message(rs: ResolvedSpec, run_dir: str, fresh: bool) -> str:
+    last = os.path.join(run_dir, "last.pt")
+    if os.path.exists(last):
+        spec = rs.source.name if rs.source is not None else "SPEC"
+        return (f"interrupted; {last} keeps the last finished epoch: continue with "
+                f"mmcore run {spec} --out {run_dir} --resume")
+    if fresh:
+        return "interrupted before the first epoch finished: nothing to resume (the new run folder was removed)"
+    return f"interrupted before the first epoch finished; {run_dir} has no checkpoint to resume from"
 
 
 def _quiet_unless_main(env: DistEnv) -> int | None:
