@@ -67,7 +67,18 @@ def build(spec, data_info=None) -> Pipeline:
 
     def make(key: str, c: BuildContext):
         part = rs.parts[key]
-        return part.entry.load()(part.params, c)
+        cls = part.entry.load()
+        try:
+            return cls(part.params, c)
+        except (ValueError, TypeError, KeyError, AssertionError) as exc:
+            # a component refusing its configuration (or a plugin class that cannot be built): one positioned error
+            where = rs.source.where(part.path + ("params",)) if rs.source else "spec"
+            text = " ".join(str(exc).split())
+            raise SpecError([SpecIssue(where, ".".join(map(str, part.path)),
+                                       f"{part.entry.kind} {part.entry.name!r} ({part.entry.provided_by}) could not "
+                                       f"be built: {type(exc).__name__}: {text}",
+                                       ("check its params against its docs; if they are right, report it to the "
+                                        "component's authors (mmcore --debug shows the traceback)",))]) from exc
 
     encoders = {m: make(f"encoders.{m}", replace(ctx, modality=m, in_dim=info.dim)) for m, info in mods.items()}
     imputer = make("imputer", ctx) if "imputer" in rs.parts else None

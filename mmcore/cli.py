@@ -48,13 +48,41 @@ def cmd_plugins(args) -> int:
     if args.json:
         print(json.dumps([p.as_json() for p in reg.plugins], indent=2))
         return 0
+    broken = 0
     for p in reg.plugins:
         tag = " [builtin]" if p.builtin else ""
         print(f"{p.dist} {p.version}{tag}  (entry point '{p.entry_point}')  {p.status}")
         for kind, names in sorted(p.components.items()):
             print(f"    {kind}: {', '.join(sorted(names))}")
+        if args.check and p.status == "ok":
+            checked = [(k, n) for k, names in sorted(p.components.items()) if k != "dataset" for n in sorted(names)]
+            mine = 0
+            for kind, name in checked:
+                problem = _contract_problem(kind, name, reg)
+                if problem:
+                    mine += 1
+                    print(f"    contract: {kind} {name!r} FAILS: {problem}")
+            if checked:
+                print(f"    contract: {len(checked) - mine} of {len(checked)} components pass")
+            broken += mine
     failed = [p for p in reg.plugins if p.status != "ok"]
+    if broken:
+        print(f"{broken} component(s) break the component contract (see above); their plugin's authors can "
+              "reproduce it with mmcore.testing.check_component(kind, name)", file=sys.stderr)
+        return 1
     return 0 if not failed or not args.strict else 1
+
+
+def _contract_problem(kind: str, name: str, reg) -> str | None:
+    """None if the component passes mmcore.testing's contract, else one line saying what breaks."""
+    from .testing.contract import check_component
+
+    try:
+        check_component(kind, name, reg)
+    except Exception as exc:  # the plugin boundary: whatever a component raises is its problem, reported
+        text = " ".join(str(exc).split())
+        return f"{type(exc).__name__}: {text[:300]}"
+    return None
 
 
 def cmd_list(args) -> int:
@@ -147,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("plugins", help="installed plugins, their versions, components and load errors")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--strict", action="store_true", help="exit 1 if any plugin failed to load")
+    sp.add_argument("--check", action="store_true",
+                    help="also run the component contract (mmcore.testing) on every component; exit 1 if one breaks it")
     sp.set_defaults(func=cmd_plugins)
 
     sp = sub.add_parser("list", help="registered components: kind, name, provider, module:Class")

@@ -9,12 +9,16 @@ skipped; the others load. The built-in components go through the same hook.
 Environment:
     ``MMCORE_LOAD_PLUGINS``: ``""`` loads built-ins only; ``"a,b"`` loads only those distributions.
     ``MMCORE_TRACE_PLUGINS=1``: log every registration.
+    ``MMCORE_PLUGIN_TIMEOUT``: seconds a plugin's import may take (default 60); a slower one is
+    reported and skipped instead of holding up every command (its import goes on in the background).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -24,6 +28,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError
+from . import registry as _registry_mod
 from .registry import BUILTIN_PROVIDER, Registry
 
 log = logging.getLogger("mmcore.plugins")
@@ -123,6 +128,53 @@ def register_plugin(registry: Registry, pm: pluggy.PluginManager, module: Any, *
     return info
 
 
+DEFAULT_IMPORT_TIMEOUT = 60.0
+
+
+def _import_timeout() -> float:
+    try:
+        return float(os.environ.get("MMCORE_PLUGIN_TIMEOUT", DEFAULT_IMPORT_TIMEOUT))
+    except ValueError:
+        log.warning("MMCORE_PLUGIN_TIMEOUT=%r is not a number of seconds; using %g",
+                    os.environ["MMCORE_PLUGIN_TIMEOUT"], DEFAULT_IMPORT_TIMEOUT)
+        return DEFAULT_IMPORT_TIMEOUT
+
+
+def load_entry_point(ep: metadata.EntryPoint, timeout: float) -> Any:
+    """``ep.load()`` on a worker thread; :class:`PluginError` if it takes longer than ``timeout`` seconds.
+
+    Why a thread: an import cannot be interrupted safely, but the caller need not wait for it. A
+    plugin whose import hangs is reported and skipped; its import goes on in a daemon thread that
+    does not keep the process alive.
+    """
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        me = threading.get_ident()
+        _registry_mod._loader_threads.add(me)  # @mmcore.register during this import must not wait on the registry
+        try:
+            box["module"] = ep.load()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+        finally:
+            _registry_mod._loader_threads.discard(me)
+
+    t0 = time.perf_counter()
+    worker = threading.Thread(target=work, name=f"mmcore-plugin-import:{ep.name}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise PluginError(f"importing it took more than {timeout:g} s (MMCORE_PLUGIN_TIMEOUT); skipped — a plugin's "
+                          "hook module should import quickly (keep torch out of it: register classes with mmcore.lazy)")
+    if "error" in box:
+        raise box["error"]
+    elapsed = time.perf_counter() - t0
+    if elapsed > 5.0:
+        log.warning("plugin entry point %r took %.1f s to import; keep heavy imports out of its hook module",
+                    ep.name, elapsed)
+    return box["module"]
+
+
 def load_plugins(registry: Registry, only: list[str] | tuple[str, ...] | None = None) -> list[PluginInfo]:
     """Fill ``registry`` with the built-ins, then every selected installed plugin, each isolated."""
     from . import __version__
@@ -137,7 +189,7 @@ def load_plugins(registry: Registry, only: list[str] | tuple[str, ...] | None = 
         if not _selected(dist, only):
             continue
         try:
-            module = ep.load()
+            module = load_entry_point(ep, _import_timeout())
         except Exception as exc:  # the plugin boundary: report and go on
             info = PluginInfo(dist, version, ep.name, status=f"error: {_one_line(exc)}", error=exc)
             log.warning("plugin %s %s (entry point %r) failed to load: %s", dist, version, ep.name, _one_line(exc))

@@ -208,7 +208,8 @@ class Registry:
 
 _lock = threading.Lock()
 _default: dict[tuple[str, ...] | None, Registry] = {}
-_loading = threading.local()  # .active: this thread is importing plugins inside get_registry
+#: threads importing plugins inside get_registry (plugins are imported on a worker thread, with a time limit)
+_loader_threads: set[int] = set()
 
 
 def get_registry(only: list[str] | tuple[str, ...] | None = None) -> Registry:
@@ -224,11 +225,12 @@ def get_registry(only: list[str] | tuple[str, ...] | None = None) -> Registry:
         reg = _default.get(key)
         if reg is None:
             reg = Registry()
-            _loading.active = True
+            me = threading.get_ident()
+            _loader_threads.add(me)
             try:
                 load_plugins(reg, only=only)
             finally:
-                _loading.active = False
+                _loader_threads.discard(me)
             for entry in _in_process:
                 try:
                     reg.add(entry)
@@ -259,7 +261,7 @@ def register(kind: str, name: str, *, params: type[BaseModel], description: str 
     """
 
     def deco(cls: type) -> type:
-        if getattr(_loading, "active", False):
+        if threading.get_ident() in _loader_threads:
             # a plugin module using the decorator while get_registry imports it: the registry being built
             # adds _in_process entries once loading ends (asking for it here would wait on our own lock)
             entry = Registry().make_entry(kind, name, cls, params, description=description, aux_losses=aux_losses,

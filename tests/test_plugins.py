@@ -193,3 +193,50 @@ def test_decorator_at_plugin_import_does_not_hang_and_registers(monkeypatch):
     reg = result["reg"]
     assert reg.get("aligner", "decorated_at_import").provider == "plugins.decorator_at_import"
     assert _info(reg, "deco").status == "ok" and reg.find("aligner", "echo") is not None
+
+
+def test_slow_import_is_reported_and_skipped_not_waited_for(monkeypatch):
+    import time
+
+    monkeypatch.setenv("MMCORE_PLUGIN_TIMEOUT", "0.5")
+    _fake(monkeypatch, FakeEntryPoint("sloth", "sloth", "plugins.slow_import"),
+          FakeEntryPoint("mmcore-plugin-good", "good", "plugins.good_plugin"))
+    t0 = time.perf_counter()
+    reg = get_registry()
+    assert time.perf_counter() - t0 < 10
+    assert "more than 0.5 s" in _info(reg, "sloth").status and reg.find("aligner", "echo") is not None
+
+
+def test_plugins_check_reports_a_component_that_breaks_the_contract(monkeypatch, capsys):
+    _fake(monkeypatch, FakeEntryPoint("breaker", "breaker", "plugins.contract_breaker"))
+    code, out, err = run_cli(["plugins", "--check"], capsys)
+    assert code == 1
+    assert "contract: aligner 'breaker' FAILS" in out and "check_component" in err and "Traceback" not in err + out
+    assert "contract: 13 of 13 components pass" in out  # the built-ins (datasets are not contract-checked)
+
+
+def test_a_component_that_refuses_to_build_gives_one_positioned_error(tmp_path):
+    """A registered class raising in __init__ (a misconfiguration, or a broken plugin): SpecError, no traceback."""
+    import mmcore
+    from mmcore.errors import SpecError
+    from mmcore.params import ComponentParams
+    from mmcore.spec import load_spec
+    from mmcore.train.run import train_run
+
+    class RefuseParams(ComponentParams):
+        """An aligner that cannot be built (test fixture)."""
+
+    @mmcore.register("aligner", "refuses_to_build", params=RefuseParams)
+    class Refuses:
+        def __init__(self, params, ctx):
+            raise ValueError("anchor 'text' is not a modality of this pipeline")
+
+    p = tmp_path / "s.yaml"
+    p.write_text("modalities: {audio: {}, vision: {}}\nencoders: {default: {name: linear}}\n"
+                 "aligner: {name: refuses_to_build}\nfuser: {name: concat_pool}\nhead: {name: regression_mlp}\n"
+                 "data: {name: synthetic, params: {n_train: 8, n_valid: 4, n_test: 4}}\ntrain: {epochs: 1}\n")
+    with pytest.raises(SpecError) as e:
+        train_run(load_spec(str(p)), str(tmp_path / "run"), progress=False)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}:3:") and "could not be built: ValueError: anchor 'text'" in msg, msg
+    assert not (tmp_path / "run").exists()

@@ -100,7 +100,8 @@ def _encoded(batch: Batch, g: torch.Generator) -> tuple[dict[str, Tensor], dict[
     return seqs, dict(batch.valid)
 
 
-def _run(kind: str, module, batch: Batch, seqs: dict[str, Tensor], valid: dict[str, Tensor], ctx: BuildContext):
+def _run(kind: str, module, batch: Batch, seqs: dict[str, Tensor], valid: dict[str, Tensor], ctx: BuildContext,
+         name: str = "?"):
     """One forward for the kind; returns (tensors to check and differentiate, aux losses)."""
     if kind == "encoder":
         m = ctx.modality
@@ -109,18 +110,18 @@ def _run(kind: str, module, batch: Batch, seqs: dict[str, Tensor], valid: dict[s
         kw = {"missing": dict(batch.missing)} if getattr(module, "accepts_missing", False) else {}
         out = module(seqs, valid, **kw)
         if not isinstance(out, AlignerOutput):
-            _fail(kind, "?", "output type", f"must return AlignerOutput, got {type(out).__name__}")
+            _fail(kind, name, "output type", f"must return AlignerOutput, got {type(out).__name__}")
         keys = list(out.seqs)
         return [out.seqs[k] for k in keys], out.aux, [out.valid[k] for k in keys]
     if kind == "fuser":
         out = module(seqs, valid)
         if not isinstance(out, FuserOutput):
-            _fail(kind, "?", "output type", f"must return FuserOutput, got {type(out).__name__}")
+            _fail(kind, name, "output type", f"must return FuserOutput, got {type(out).__name__}")
         return [out.rep], out.aux, [None]
     if kind == "imputer":
         out = module(seqs, batch)
         if not isinstance(out, ImputerOutput):
-            _fail(kind, "?", "output type", f"must return ImputerOutput, got {type(out).__name__}")
+            _fail(kind, name, "output type", f"must return ImputerOutput, got {type(out).__name__}")
         return [out.seqs[m] for m in seqs], out.aux, [valid[m] for m in seqs]
     if kind == "head":
         rep = seqs["text"].sum(1)
@@ -128,7 +129,7 @@ def _run(kind: str, module, batch: Batch, seqs: dict[str, Tensor], valid: dict[s
         labels = torch.arange(pred.shape[0]) % pred.shape[-1] if pred.dim() == 2 else batch.labels
         loss = module.loss(pred, labels)
         if loss.dim() != 0:
-            _fail(kind, "?", "loss", f"loss(pred, labels) must be a scalar, got shape {tuple(loss.shape)}")
+            _fail(kind, name, "loss", f"loss(pred, labels) must be a scalar, got shape {tuple(loss.shape)}")
         return [pred], {"__task__": loss}, [None]
     if kind == "loss":
         rep = seqs["text"].sum(1)
@@ -191,7 +192,7 @@ def check_component(kind: str, name: str, registry: Registry | None = None, *, s
         g = torch.Generator().manual_seed(seed + T)
         batch = synthetic_batch(lengths=lengths, seed=seed + T)
         seqs, valid = _encoded(batch, g)
-        outs, aux, out_valid = _run(kind, module, batch, seqs, valid, ctx)
+        outs, aux, out_valid = _run(kind, module, batch, seqs, valid, ctx, name)
         B = batch.batch_size
         for i, o in enumerate(outs):
             if o.shape[0] != B and kind != "loss":
@@ -229,12 +230,12 @@ def check_component(kind: str, name: str, registry: Registry | None = None, *, s
             module.eval()
             with torch.no_grad():
                 torch.manual_seed(seed)
-                ref, _, _ = _run(kind, module, batch, seqs, valid, ctx)
+                ref, _, _ = _run(kind, module, batch, seqs, valid, ctx, name)
                 noisy = {m: torch.where(valid[m].unsqueeze(-1), seqs[m], torch.randn_like(seqs[m]) * 5) for m in seqs}
                 nb = batch.replace(features={m: torch.where(batch.valid[m].unsqueeze(-1), x, torch.randn_like(x) * 5)
                                              for m, x in batch.features.items()})
                 torch.manual_seed(seed)
-                new, _, _ = _run(kind, module, nb, noisy, valid, ctx)
+                new, _, _ = _run(kind, module, nb, noisy, valid, ctx, name)
             for i, (a, b, vm) in enumerate(zip(ref, new, out_valid)):
                 if a.shape != b.shape:
                     _fail(kind, name, "padding invariance", f"output {i} changed shape")
