@@ -18,6 +18,15 @@ class ComponentParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     modality_fields: ClassVar[tuple[str, ...]] = ()
+    #: heads: the task they predict ("regression" or "classification"); validate checks it against the data's
+    head_task: ClassVar[str | None] = None
+
+    def declared_task(self) -> str | None:
+        """Datasets: the task of their labels when known without loading the features, else None.
+
+        ``mmcore validate`` checks the head (``head_task``) and ``train.select_metric`` against it.
+        """
+        return None
 
     def check_spec(self, spec) -> list[tuple[str, str]]:
         """Cross-checks against the whole spec (a ``PipelineSpec``), e.g. heads dividing d_model.

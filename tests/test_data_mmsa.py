@@ -66,7 +66,10 @@ def test_lengths_beyond_the_sequence_are_clamped(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="mmcore.data.mmsa"):
         ds = load(tmp_path / "m.pkl")
     assert ds.splits["train"].valid["audio"].sum(1)[:2].tolist() == [12, 1]
-    assert "2 audio_lengths values outside [1, 12] clamped" in caplog.text
+    assert "1 audio_lengths values outside [1, 12] clamped" in caplog.text
+    # a stored length of 0 means the modality holds nothing for that row: naturally missing
+    assert ds.splits["train"].missing["audio"][:2].tolist() == [False, True]
+    assert "audio 1/16" in caplog.text
 
 
 def test_missing_key_raises_data_error_naming_it(tmp_path):

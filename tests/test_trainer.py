@@ -355,3 +355,15 @@ def test_ctrl_c_message_tells_the_truth(tmp_path, monkeypatch, stop_at):
         assert "nothing to resume" in str(e.value) and not (tmp_path / "run").exists()
     else:
         assert "--resume" in str(e.value) and (tmp_path / "run" / "last.pt").exists()
+
+
+def test_progress_off_a_terminal_is_a_log_line_per_interval(caplog):
+    """On a terminal tqdm shows batches, rate and ETA; in logs and CI a line at most every `every` seconds."""
+    import logging
+
+    ticker = trainer_mod._LogTicker(total=10, desc="epoch 1/2 [train]", every=0.0)
+    with caplog.at_level(logging.INFO, logger="mmcore.train"):
+        ticker.update(3)
+        ticker.update(7)  # the last batch: the epoch line follows, no progress line
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/2 [train]: 3/10 batches") and "s left" in lines[0]

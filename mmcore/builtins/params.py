@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -89,12 +89,16 @@ class MeanImputerParams(ComponentParams):
 class RegressionHeadParams(ComponentParams):
     """MLP regression head."""
 
+    head_task: ClassVar[str | None] = "regression"
+
     hidden: int = Field(0, ge=0, description="Hidden width (0 = no hidden layer, a linear head).")
     loss: Literal["l1", "mse", "smooth_l1"] = Field("l1", description="Task loss (MMSA uses L1 for regression).")
 
 
 class ClassificationHeadParams(ComponentParams):
     """MLP classification head with cross-entropy."""
+
+    head_task: ClassVar[str | None] = "classification"
 
     hidden: int = Field(0, ge=0, description="Hidden width (0 = no hidden layer, a linear head).")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")

@@ -69,6 +69,10 @@ class MultimodalData:
     def split(self, name: str) -> Split:
         return self.splits[name]
 
+    def source_files(self) -> list[str]:
+        """The files the dataset was read from (recorded with their sha256 in a run's provenance.json)."""
+        return []
+
     def alignment_truth(self, split: str) -> dict[str, Tensor] | None:
         """The ground-truth alignment of ``split``, or None when the data does not know it (real data).
 

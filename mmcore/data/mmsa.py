@@ -28,7 +28,7 @@ import torch
 
 from ..errors import DataError
 from .base import SPLITS, DatasetInfo, MultimodalData, Split
-from .npz import check_finite, resolve_path, standardize_splits
+from .npz import check_finite, log_missing, natural_missing, resolve_path, standardize_splits
 from .params import MmsaParams
 
 __all__ = ["MmsaDataset", "make_mmsa_data", "write_mmsa_pickle", "MMSA_KEYS"]
@@ -82,6 +82,9 @@ class MmsaDataset(MultimodalData):
     non-finite values (nan_policy: error), or a requested modality the file lacks.
     """
 
+    def source_files(self) -> list[str]:
+        return [self.params.path]
+
     def __init__(self, params: MmsaParams, modalities: list[str], seed: int):
         if not isinstance(params, MmsaParams):
             params = MmsaParams.model_validate(params)
@@ -95,13 +98,16 @@ class MmsaDataset(MultimodalData):
             if not isinstance(data.get(key), dict):
                 raise DataError(f"{src}: split {key!r} is missing or not a dict; top-level keys: {sorted(map(str, data))}"
                                 f" (set data.params.splits if the file names it differently)")
-        first = data[params.splits["train"]]
-        available = [m for m in ("text", "audio", "vision") if m in first]
+        raw = {s: data[params.splits[s]] for s in SPLITS}
+        available = [m for m in ("text", "audio", "vision") if any(m in raw[s] for s in SPLITS)]
         unknown = [m for m in self.modalities if m not in available]
         if unknown or not self.modalities:
-            raise DataError(f"{src}: modalities {unknown or self.modalities} are not in the file; "
+            raise DataError(f"{src}: modalities {unknown or self.modalities} are not in any split of the file; "
                             f"available modalities: {available}")
-        self.splits = {s: self._split(data[params.splits[s]], s, src) for s in SPLITS}
+        # a modality some splits lack (e.g. text only in valid/test) is naturally missing there: zeros of the
+        # shape the other splits give
+        self._shape = {m: next(np.asarray(raw[s][m]).shape[1:] for s in SPLITS if m in raw[s]) for m in self.modalities}
+        self.splits = {s: self._split(raw[s], s, src) for s in SPLITS}
         dims = {m: int(self.splits["train"].features[m].shape[2]) for m in self.modalities}
         for s, sp in self.splits.items():
             for m in self.modalities:
@@ -143,8 +149,15 @@ class MmsaDataset(MultimodalData):
         if not np.all(np.isfinite(y.astype(np.float64))):
             raise DataError(f"{src}: split {s!r}: {label_key!r} holds non-finite labels; fix or drop those rows")
         N = y.shape[0]
-        feats, valid, miss = {}, {}, {}
+        feats, valid, miss, empty = {}, {}, {}, {}
         for m in self.modalities:
+            if m not in d:
+                T, dim = self._shape[m]
+                logger.info("%s: modality %r absent from split %r: all %d rows marked missing", src, m, s, N)
+                feats[m] = torch.zeros(N, T, dim)
+                valid[m] = torch.arange(T)[None, :].expand(N, T) < 1
+                miss[m] = torch.ones(N, dtype=torch.bool)
+                continue
             x = self._get(d, m, s, src)
             if x.ndim != 3:
                 raise DataError(f"{src}: split {s!r}: {m!r} must be (N, T, d) (rank 3); got shape {x.shape}")
@@ -154,19 +167,23 @@ class MmsaDataset(MultimodalData):
                              policy=self.params.nan_policy)
             T = x.shape[1]
             lk = f"{m}_lengths"
+            stored = None
             if m != "text" and lk in d:
-                raw = self._get(d, lk, s, src).reshape(-1)
-                if raw.shape[0] != N:
-                    raise DataError(f"{src}: split {s!r}: {lk!r} has {raw.shape[0]} entries but {N} rows")
-                lengths = np.clip(raw.astype(np.int64), 1, T)
-                clipped = int((raw != lengths).sum())
+                stored = self._get(d, lk, s, src).reshape(-1)
+                if stored.shape[0] != N:
+                    raise DataError(f"{src}: split {s!r}: {lk!r} has {stored.shape[0]} entries but {N} rows")
+                lengths = np.clip(stored.astype(np.int64), 1, T)
+                clipped = int(((stored != lengths) & (stored > 0)).sum())
                 if clipped:
                     logger.info("%s: split %r: %d %s values outside [1, %d] clamped", src, s, clipped, lk, T)
             else:
                 lengths = _prefix_from_nonzero(x)
             v = np.arange(T)[None, :] < lengths[:, None]  # (N, T)
-            feats[m] = torch.from_numpy(np.where(v[..., None], x, 0).astype(np.float32))
-            valid[m], miss[m] = torch.from_numpy(v), torch.zeros(N, dtype=torch.bool)
+            gone = natural_missing(x, stored) if self.params.natural_missing else np.zeros(N, dtype=bool)
+            empty[m] = (int(gone.sum()), N)
+            feats[m] = torch.from_numpy(np.where(v[..., None] & ~gone[:, None, None], x, 0).astype(np.float32))
+            valid[m], miss[m] = torch.from_numpy(v), torch.from_numpy(gone)
+        log_missing(src, s, empty)
         if self.params.label_key == "classification":
             labels = torch.from_numpy(y.astype(np.int64))
         else:

@@ -34,7 +34,7 @@ from ..errors import DataError
 from .base import SPLITS, DatasetInfo, MultimodalData, Split
 from .params import NpzParams
 
-__all__ = ["NpzDataset", "resolve_path", "check_finite", "standardize_splits"]
+__all__ = ["NpzDataset", "resolve_path", "check_finite", "standardize_splits", "natural_missing", "log_missing"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,22 @@ def check_finite(x: np.ndarray, *, file: str, split: str, modality: str, policy:
     x = x.copy()
     x[bad] = 0
     return x
+
+
+def natural_missing(x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+    """Rows whose modality holds no data: every feature zero, or a stored length of 0. (N, T, d) -> (N,) bool."""
+    empty = ~np.any(x != 0, axis=(1, 2))
+    if lengths is not None:
+        empty = empty | (np.asarray(lengths).reshape(-1) <= 0)
+    return empty
+
+
+def log_missing(source: str, split: str, counts: dict[str, tuple[int, int]]) -> None:
+    """One log line per split: how many rows of each modality hold no data and are marked missing."""
+    parts = [f"{m} {k}/{n}" for m, (k, n) in counts.items() if k]
+    if parts:
+        logger.info("%s: split %r: rows with an empty modality marked missing (natural missingness): %s "
+                    "(data.params.natural_missing: false keeps them as zeros)", source, split, ", ".join(parts))
 
 
 def standardize_splits(splits: dict[str, Split], modalities: list[str], source: str) -> dict[str, tuple[Tensor, Tensor]]:
@@ -121,6 +137,9 @@ class NpzDataset(MultimodalData):
     non-finite values (nan_policy: error) or a requested modality that no split has.
     """
 
+    def source_files(self) -> list[str]:
+        return [self.params.path]
+
     def __init__(self, params: NpzParams, modalities: list[str], seed: int):
         if not isinstance(params, NpzParams):
             params = NpzParams.model_validate(params)
@@ -140,9 +159,12 @@ class NpzDataset(MultimodalData):
             raise DataError(f"{src}: modalities {unknown or self.modalities} are not in the file; "
                             f"available modalities: {available}")
         dims, lengths = self._shapes(arrays, prefixes, available, src)
+        self.task, self.num_classes = self._task(arrays, prefixes, src)
         self.splits = {s: self._split(arrays, s, pre, available, dims, lengths, src) for s, pre in prefixes.items()}
         self.stats = standardize_splits(self.splits, self.modalities, src) if params.standardize else {}
-        self.info = DatasetInfo(name=Path(src).stem, task="regression", metric_set="regression",
+        classification = self.task == "classification"
+        self.info = DatasetInfo(name=Path(src).stem, task=self.task, num_classes=self.num_classes,
+                                metric_set="classification" if classification else "regression",
                                 dims={m: dims[m] for m in self.modalities}, lengths={m: lengths for m in self.modalities})
         logger.info("%s: loaded %s rows, modalities %s", src, {s: len(sp) for s, sp in self.splits.items()},
                     self.modalities)
@@ -156,13 +178,43 @@ class NpzDataset(MultimodalData):
             raise DataError(f"{src}: cannot read as .npz ({type(e).__name__}: {e}); the file is corrupt or not an "
                             f"npz archive: re-create it with numpy.savez") from e
 
+    def _task(self, arrays, prefixes, src) -> tuple[str, int]:
+        """The task (params.task, or inferred from the train labels) and the number of classes."""
+        from .params import label_task
+
+        ys = {s: arrays[f"{pre}_labels"] for s, pre in prefixes.items()}
+        task = self.params.task if self.params.task != "auto" else label_task(ys["train"])
+        if task == "regression":
+            logger.info("%s: task regression (%s)", src, "float labels" if self.params.task == "auto" else "task param")
+            return task, 0
+        counts = set()
+        for s, y in ys.items():
+            if y.ndim == 2 and y.shape[1] > 1:
+                counts.add(y.shape[1])
+            else:
+                flat = y.reshape(-1)
+                if not np.all(np.isfinite(flat)) or np.any(flat < 0) or np.any(flat != np.round(flat)):
+                    raise DataError(f"{src}: '{prefixes[s]}_labels' must hold class ids 0..C-1 for classification; "
+                                    f"got values in [{flat.min()}, {flat.max()}] (set data.params.task: regression "
+                                    "for scores)")
+                counts.add(int(flat.max()) + 1 if flat.size else 0)
+        num = max(counts)
+        if num < 2:
+            raise DataError(f"{src}: classification needs at least 2 classes; the labels have {num} (set "
+                            "data.params.task: regression, or check the labels)")
+        how = "task param" if self.params.task != "auto" else "integer or one-hot labels"
+        logger.info("%s: task classification with %d classes (%s)", src, num, how)
+        return task, num
+
     def _shapes(self, arrays, prefixes, available, src) -> tuple[dict[str, int], int]:
         dims: dict[str, int] = {}
         T = None
         for s, pre in prefixes.items():
             y = arrays[f"{pre}_labels"]
-            if y.ndim != 1 and not (y.ndim == 2 and y.shape[1] == 1):
-                raise DataError(f"{src}: '{pre}_labels' must be (N,); got shape {y.shape}")
+            onehot = y.ndim == 2 and y.shape[1] > 1 and self.params.task != "regression"
+            if y.ndim != 1 and not (y.ndim == 2 and y.shape[1] == 1) and not onehot:
+                raise DataError(f"{src}: '{pre}_labels' must be (N,) (or one-hot (N, C) for classification); got "
+                                f"shape {y.shape}")
             for m in available:
                 a = arrays.get(f"{pre}_{m}")
                 if a is None:
@@ -182,15 +234,27 @@ class NpzDataset(MultimodalData):
                                     f"modalities must share the (word-aligned) time axis")
         return dims, int(T)
 
-    def _split(self, arrays, s, pre, available, dims, T, src) -> Split:
-        y = arrays[f"{pre}_labels"].reshape(-1).astype(np.float64)
+    def _labels(self, raw: np.ndarray, pre: str, src: str) -> Tensor:
+        """Labels as float32 scores (regression) or int64 class ids (classification; one-hot -> ids)."""
+        if self.task == "classification":
+            if raw.ndim == 2 and raw.shape[1] > 1:
+                if not (np.all((raw == 0) | (raw == 1)) and np.all(raw.sum(1) == 1)):
+                    raise DataError(f"{src}: '{pre}_labels' is (N, C) but not one-hot (each row must hold one 1 "
+                                    "and zeros)")
+                return torch.from_numpy(raw.argmax(1).astype(np.int64))
+            return torch.from_numpy(raw.reshape(-1).astype(np.int64))
+        y = raw.reshape(-1).astype(np.float64)
         if not np.all(np.isfinite(y)):
             raise DataError(f"{src}: '{pre}_labels' holds {int((~np.isfinite(y)).sum())} non-finite labels; "
                             f"fix or drop those rows (labels are never zero-filled)")
         y = (y + self.params.label_offset) * self.params.label_scale
+        return torch.from_numpy(y.astype(np.float32))
+
+    def _split(self, arrays, s, pre, available, dims, T, src) -> Split:
+        labels = self._labels(arrays[f"{pre}_labels"], pre, src)
         present = {m: check_finite(arrays[f"{pre}_{m}"], file=src, split=s, modality=m, policy=self.params.nan_policy)
                    for m in available if f"{pre}_{m}" in arrays}
-        N = y.shape[0]
+        N = labels.shape[0]
         if present:
             shifted, lengths, empty = left_justify(present)
             if empty:
@@ -200,13 +264,15 @@ class NpzDataset(MultimodalData):
             shifted, lengths = {}, np.ones(N, dtype=np.int64)
             logger.warning("%s: split %r has no modality at all; every row is missing", src, s)
         valid = torch.arange(T)[None, :] < torch.as_tensor(lengths)[:, None]  # (N, T)
-        feats, val, miss = {}, {}, {}
+        feats, val, miss, empty = {}, {}, {}, {}
         for m in self.modalities:
             if m in shifted:
-                feats[m], miss[m] = torch.from_numpy(shifted[m]), torch.zeros(N, dtype=torch.bool)
+                gone = natural_missing(present[m]) if self.params.natural_missing else np.zeros(N, dtype=bool)
+                empty[m] = (int(gone.sum()), N)
+                feats[m], miss[m] = torch.from_numpy(shifted[m]), torch.from_numpy(gone)
             else:
                 logger.info("%s: modality %r absent from split %r: all %d rows marked missing", src, m, s, N)
                 feats[m], miss[m] = torch.zeros(N, T, dims[m]), torch.ones(N, dtype=torch.bool)
             val[m] = valid.clone()
-        return Split(features=feats, valid=val, missing=miss, labels=torch.from_numpy(y.astype(np.float32)),
-                     ids=[f"{s}:{i}" for i in range(N)])
+        log_missing(src, s, empty)
+        return Split(features=feats, valid=val, missing=miss, labels=labels, ids=[f"{s}:{i}" for i in range(N)])

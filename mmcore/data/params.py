@@ -97,9 +97,22 @@ class SyntheticParams(ComponentParams):
                                  f"{absent} missing (add to dims/lengths or choose others)")
         return self
 
+    def declared_task(self) -> str | None:
+        return self.task
+
     def shift_and_warp(self) -> tuple[float, float]:
         """(max_shift, warp) in effect (``misalignment`` a has set them to (0.5·a, 0.8·a) when given)."""
         return self.max_shift, self.warp
+
+
+def label_task(y) -> str:
+    """``classification`` for integer/bool labels (N,) or one-hot rows (N, C > 1), else ``regression``."""
+    import numpy as np
+
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return "classification"
+    return "classification" if y.dtype.kind in "iub" else "regression"
 
 
 def _check_splits(v: dict[str, str]) -> dict[str, str]:
@@ -120,11 +133,30 @@ class NpzParams(ComponentParams):
                                                  "DataError; zero = replace by 0 and log how many.")
     splits: dict[str, str] = Field(default_factory=lambda: {"train": "train", "valid": "valid", "test": "test"},
                                    description="mmcore split -> key prefix in the file.")
-    label_offset: float = Field(0.0, description="Labels become (y + label_offset)·label_scale "
+    label_offset: float = Field(0.0, description="Regression labels become (y + label_offset)·label_scale "
                                 "(defaults: no mapping, e.g. ICT-MMMO's 1..5 scores stay 1..5).")
     label_scale: float = Field(1.0, gt=0, description="See label_offset.")
+    task: Literal["auto", "regression", "classification"] = Field(
+        "auto", description="auto: classification when the labels are integers (N,) or one-hot (N, C), regression "
+                            "when they are floats (logged); or force one. Classification labels are class ids "
+                            "0..C-1 (one-hot rows are turned into ids).")
+    natural_missing: bool = Field(True, description="Mark a row's modality missing when all its features are zero "
+                                                    "(counted per split in the log, left out of standardisation, "
+                                                    "seen by imputers like protocol-made missingness).")
 
     _v_splits = field_validator("splits")(_check_splits)
+
+    def declared_task(self) -> str | None:
+        """The task, if known without loading the features (peeks at the train labels for ``auto``)."""
+        if self.task != "auto":
+            return self.task
+        try:
+            import numpy as np
+
+            with np.load(self.path, allow_pickle=False) as z:
+                return label_task(z[f"{self.splits['train']}_labels"])
+        except Exception:  # unreadable here: the run reports it with the full reason
+            return None
 
 
 class MmsaParams(ComponentParams):
@@ -143,5 +175,11 @@ class MmsaParams(ComponentParams):
                             "auto = sims if every label lies in [-1, 1], else mosi.")
     splits: dict[str, str] = Field(default_factory=lambda: {"train": "train", "valid": "valid", "test": "test"},
                                    description="mmcore split -> top-level key in the pickle.")
+    natural_missing: bool = Field(True, description="Mark a row's modality missing when its stored length is 0 or "
+                                                    "all its features are zero (counted per split in the log, left "
+                                                    "out of standardisation, seen by imputers).")
 
     _v_splits = field_validator("splits")(_check_splits)
+
+    def declared_task(self) -> str | None:
+        return self.label_key

@@ -71,6 +71,41 @@ class ResolvedSpec:
         return data
 
 
+#: metrics each task's evaluation produces (regression: the union of the MOSI/SIMS/plain sets)
+_TASK_METRICS = {
+    "regression": {"loss", "mae", "mse", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc5", "acc7",
+                   "acc2", "acc3", "f1"},
+    "classification": {"loss", "acc", "weighted_acc", "f1_weighted"},
+}
+
+
+from ..metrics import METRIC_MODES as METRIC_MODES_ALL  # noqa: E402  (torch-free)
+
+
+def _task_issues(spec, resolved: ResolvedSpec, src) -> list[SpecIssue]:
+    """The head and train.select_metric against the task of the data's labels, when the data knows it."""
+    data, head = resolved.parts.get("data"), resolved.parts.get("head")
+    task = data.params.declared_task() if data is not None else None
+    if task is None:
+        return []
+    issues = []
+    want = type(head.params).head_task if head is not None else None
+    if want is not None and want != task:
+        where = src.where(("head", "name"))
+        other = "classification_mlp" if task == "classification" else "regression_mlp"
+        issues.append(SpecIssue(where, "head.name", f"{head.entry.name!r} predicts {want} but the data "
+                                f"({data.entry.name}) has {task} labels",
+                                (f"use head: {{name: {other}}}, or give the data {want} labels (its task param)",),
+                                _line(where)))
+    metric = spec.train.select_metric
+    if metric in METRIC_MODES_ALL and metric not in _TASK_METRICS[task]:
+        where = src.where(("train", "select_metric"))
+        issues.append(SpecIssue(where, "train.select_metric", f"{metric!r} is not computed for {task} "
+                                f"(the data's task)", (f"{task} metrics: {', '.join(sorted(_TASK_METRICS[task]))}",),
+                                _line(where)))
+    return issues
+
+
 def _path_str(path: tuple) -> str:
     out = ""
     for p in path:
@@ -209,6 +244,8 @@ def validate_data(src: Source, registry: Registry | None = None) -> ResolvedSpec
         hints = ((f"did you mean {close[0]!r}?",) if close else ()) + (f"metrics: {', '.join(METRIC_MODES)}",)
         issues.append(SpecIssue(where, "train.select_metric", f"unknown metric {spec.train.select_metric!r}", hints,
                                 _line(where)))
+
+    issues += _task_issues(spec, resolved, src)
 
     # component-specific cross-checks against the whole spec
     for part in resolved.parts.values():

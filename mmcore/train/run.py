@@ -125,10 +125,14 @@ def _train(rs: ResolvedSpec, run_dir: str | None, env: DistEnv, *, resume: bool,
     fresh = not resume and not (os.path.isdir(run_dir) and os.listdir(run_dir))
     on_main(lambda: prepare_run_dir(run_dir, rs, resume), env)  # its error stops every rank, not only rank 0
     handler = _attach_log_file(run_dir) if env.is_main else None
+    if env.is_main:
+        log.info("run folder: %s", run_dir)
     finished = False
     try:
         data = load_dataset(rs)
         trainer = Trainer(rs, data, run_dir, env=env, progress=progress)
+        if env.is_main:
+            _write_provenance(run_dir, rs, data, trainer.device, resume)
         if resume:
             trainer.resume()
         results = trainer.fit()
@@ -149,6 +153,20 @@ def _train(rs: ResolvedSpec, run_dir: str | None, env: DistEnv, *, resume: bool,
             handler.close()
         if not finished and fresh and env.is_main and not os.path.exists(os.path.join(run_dir, "last.pt")):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing to resume from: leave no orphan folder
+
+
+def _write_provenance(run_dir: str, rs: ResolvedSpec, data, device, resume: bool) -> None:
+    """provenance.json: what produced the run; a resume is appended under ``resumed``."""
+    from .provenance import FILE, collect
+
+    path = os.path.join(run_dir, FILE)
+    rec = collect(rs, data, device)
+    if resume and os.path.exists(path):
+        with open(path) as f:
+            first = json.load(f)
+        first.setdefault("resumed", []).append(rec)
+        rec = first
+    write_json(path, rec)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -222,7 +240,15 @@ def load_run(run_dir: str, data_path: str | None = None):
         src = apply_overrides(Source(name=spec_path, data=data), data_overrides(data_path))
         data = src.data
     rs = spec_from_dict(data, name=spec_path)
-    trainer = Trainer(rs, load_dataset(rs), run_dir, progress=False)
+    dataset = load_dataset(rs)
+    prov = os.path.join(run_dir, "provenance.json")
+    if os.path.exists(prov):
+        from .provenance import check_data_unchanged
+
+        with open(prov) as f:
+            for warning in check_data_unchanged(json.load(f), dataset):
+                log.warning("warning: %s", warning)
+    trainer = Trainer(rs, dataset, run_dir, progress=False)
     best = os.path.join(run_dir, "best.pt")
     trainer.model.load_state_dict(load_checkpoint(best if os.path.exists(best) else os.path.join(run_dir, "last.pt"))["model"])
     return trainer

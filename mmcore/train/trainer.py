@@ -415,7 +415,7 @@ class Trainer:
             res = evaluate_alignment(self.model, self.data, split, device=self.device,
                                      batch_size=self.spec.train.eval_batch_size or 2 * self.spec.train.batch_size)
         except AlignmentUnavailable as e:
-            log.info("alignment accuracy not computed: %s", e)
+            log.debug("alignment accuracy not computed: %s", e)
             return None
         log.info("%s", format_alignment(res))
         return res
@@ -466,11 +466,41 @@ def _spec_diff(a: Any, b: Any, path: tuple = (), ignore: set = frozenset()) -> l
 
 
 def _progress(total: int, desc: str, enabled: bool):
+    """A tqdm bar (batches, rate, ETA) on a terminal; elsewhere (logs, CI) a log line once a minute."""
     if not enabled:
         return None
+    import sys
+
+    if not sys.stderr.isatty():
+        return _LogTicker(total, desc)
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, disable=None)
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+class _LogTicker:
+    """tqdm's update/set_postfix_str/close for non-terminals: logs progress every ``every`` seconds."""
+
+    def __init__(self, total: int, desc: str, every: float = 60.0):
+        self.total, self.desc, self.every, self.n = total, desc, every, 0
+        self.start = self.last = time.perf_counter()
+        self.postfix = ""
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+        now = time.perf_counter()
+        if now - self.last >= self.every and self.n < self.total:
+            rate = self.n / (now - self.start)
+            eta = (self.total - self.n) / rate if rate > 0 else float("inf")
+            log.info("%s: %d/%d batches, %.2f batch/s, about %.0f s left %s", self.desc, self.n, self.total, rate,
+                     eta, self.postfix)
+            self.last = now
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfix = text
+
+    def close(self) -> None:
+        pass
 
 
 _tb_writers: dict[str, Any] = {}
