@@ -1,7 +1,8 @@
 """The ``mmcore`` command line.
 
-``validate``, ``plugins``, ``list`` and ``schema`` never import torch; ``run``, ``eval``,
-``sweep`` and ``plot`` do. User errors print one message and exit 2 (``--debug``: traceback).
+``validate``, ``plugins``, ``list``, ``schema``, ``data list`` and ``data fetch`` never import
+torch; ``run``, ``eval``, ``sweep``, ``plot`` and ``data verify`` (it loads the file) do. User
+errors print one message and exit 2 (``--debug``: traceback).
 """
 
 from __future__ import annotations
@@ -144,6 +145,13 @@ def cmd_plot(args) -> int:
     return plot_from_cli(args)
 
 
+def cmd_data(args) -> int:
+    from .data import commands
+
+    return {"list": commands.cmd_data_list, "fetch": commands.cmd_data_fetch,
+            "verify": commands.cmd_data_verify}[args.data_command](args)
+
+
 def _overrides(args) -> list[str]:
     from .spec.yaml_source import data_overrides
 
@@ -166,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     def spec_opts(sp, multiple=False):
         sp.add_argument("spec", nargs="+" if multiple else None, help="pipeline spec (YAML)")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec value (repeatable)")
-        sp.add_argument("--data", metavar="PATH", help="use this data file (.npz or MMSA .pkl) instead of the spec's")
+        sp.add_argument("--data", metavar="PATH|NAME", help="use this data file (.npz or MMSA .pkl), or a fetched "
+                        "dataset (e.g. mmmo: mmcore data list), instead of the spec's data")
 
     sp = sub.add_parser("validate", help="check specs and report every problem with its line")
     spec_opts(sp, multiple=True)
@@ -222,6 +231,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--metric", default=None, help="metric for the table and plot (default: mae or acc)")
     sp.add_argument("--epochs", type=int, help="shortcut for train.epochs in every cell")
     sp.set_defaults(func=cmd_sweep)
+
+    sp = sub.add_parser("data", help="public datasets: list them, fetch + verify + convert one, verify a file")
+    dsub = sp.add_subparsers(dest="data_command", metavar="ACTION")
+    dsub.required = True
+    sp.set_defaults(func=cmd_data)
+    dp = dsub.add_parser("list", help="known datasets: source, files, size, licence, whether cached")
+    dp.add_argument("name", nargs="?", help="one dataset, with every file's URL, size and sha256")
+    dp.add_argument("--dir", metavar="DIR", help="data dir (default: $MMCORE_DATA_DIR, else the user cache)")
+    dp.add_argument("--json", action="store_true")
+    dp = dsub.add_parser("fetch", help="download a dataset's release files, verify their sha256, convert to npz")
+    dp.add_argument("name", help="a dataset from `mmcore data list`, e.g. mmmo")
+    dp.add_argument("--dir", metavar="DIR", help="data dir (default: $MMCORE_DATA_DIR, else the user cache)")
+    dp.add_argument("--from", dest="from_dir", metavar="DIR",
+                    help="use release files downloaded by hand into DIR instead of the network (verified the same)")
+    dp.add_argument("--verified-only", action="store_true",
+                    help="only the files with a pinned sha256 (mmmo: the copy behind docs/papers.md, no train text)")
+    dp.add_argument("--force", action="store_true", help="verify, fetch and convert again even if cached")
+    dp.add_argument("--retries", type=int, default=3, metavar="N", help="retries per file after a failure (default 3)")
+    dp.add_argument("--axes", choices=["auto", "ntd", "tnd"], default="auto",
+                    help="axis order of the h5 feature arrays (default auto: the axis with the label count is N)")
+    dp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dp = dsub.add_parser("verify", help="checksum a file (e.g. an MMSA pickle) against known hashes, check its layout")
+    dp.add_argument("path", help="a .pkl (MMSA), .npz or release .h5 file")
+    dp.add_argument("--sha256", metavar="HEX", help="the sha256 its distributor publishes (a mismatch is an error)")
 
     sp = sub.add_parser("plot", help="plots from a run or sweep directory")
     sp.add_argument("what", choices=["ot-plan", "missing", "curves"])

@@ -1,13 +1,13 @@
 r"""Datasets stored as ``.npz``: ``{split}_{modality}`` (N, T, d) and ``{split}_{labels}`` (N,).
 
-The layout of ``../shared/data/mmmo.npz`` (ICT-MMMO from the CMU Multimodal SDK, word-aligned):
+The layout of ICT-MMMO as ``mmcore data fetch mmmo`` converts it (CMU Multimodal SDK features, word-aligned):
 modalities share the time axis (one step per word) and zero rows are padding, mostly at the front
 and not always at one end. mmcore wants valid tokens as a prefix, so each sample is
 **left-justified by one shift for all modalities**: its span runs from the first to the last step
 where any modality is non-zero; every modality is shifted by the span's start (word alignment is
 kept) and all-zero steps inside the span stay real tokens. ``valid`` is that span for every
-modality. A modality absent from a split (ICT-MMMO's train has no text) is zeros of the size the
-other splits give, with ``missing`` all True.
+modality. A modality absent from a split (ICT-MMMO's train text is not among the checksummed release
+files) is zeros of the size the other splits give, with ``missing`` all True.
 
 Standardisation (``standardize: true``): per feature,
 $$x' = (x - \mu_{train}) / \max(\sigma_{train}, 10^{-6})$$
@@ -138,15 +138,25 @@ class NpzDataset(MultimodalData):
     """
 
     def source_files(self) -> list[str]:
-        return [self.params.path]
+        return [self.src]
 
     def __init__(self, params: NpzParams, modalities: list[str], seed: int):
         if not isinstance(params, NpzParams):
             params = NpzParams.model_validate(params)
         self.params, self.modalities = params, list(modalities)
-        path = resolve_path(params.path, "npz")
-        src = params.path
+        if params.dataset is not None:  # a catalogue name: the converted file in the data cache
+            from .cache import resolve_dataset
+
+            path = resolve_dataset(params.dataset)
+            src = str(path)
+            logger.info("dataset %r: %s", params.dataset, src)
+        else:
+            path = resolve_path(params.path, "npz")
+            src = params.path
+        self.src = src
         arrays = self._read(path, src)
+        if params.label_column is not None:
+            arrays = self._pick_label_column(arrays, src)
         prefixes = {s: params.splits[s] for s in SPLITS}
         for s, pre in prefixes.items():
             if f"{pre}_labels" not in arrays:
@@ -177,6 +187,22 @@ class NpzDataset(MultimodalData):
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError) as e:
             raise DataError(f"{src}: cannot read as .npz ({type(e).__name__}: {e}); the file is corrupt or not an "
                             f"npz archive: re-create it with numpy.savez") from e
+
+    def _pick_label_column(self, arrays: dict[str, np.ndarray], src: str) -> dict[str, np.ndarray]:
+        """``{split}_labels`` (N, K) -> column ``label_column`` (N,) in every split (params.label_column)."""
+        c, k = self.params.label_column, 0
+        for s in SPLITS:
+            key = f"{self.params.splits[s]}_labels"
+            y = arrays.get(key)
+            if y is None:
+                continue  # reported with the file's keys below
+            if y.ndim != 2 or not c < y.shape[1]:
+                raise DataError(f"{src}: data.params.label_column: {c} needs (N, K) labels with K > {c}; "
+                                f"'{key}' has shape {y.shape} (remove label_column for (N,) labels)")
+            k = y.shape[1]
+            arrays[key] = y[:, c]
+        logger.info("%s: labels: column %d of %d (data.params.label_column)", src, c, k)
+        return arrays
 
     def _task(self, arrays, prefixes, src) -> tuple[str, int]:
         """The task (params.task, or inferred from the train labels) and the number of classes."""
@@ -214,7 +240,8 @@ class NpzDataset(MultimodalData):
             onehot = y.ndim == 2 and y.shape[1] > 1 and self.params.task != "regression"
             if y.ndim != 1 and not (y.ndim == 2 and y.shape[1] == 1) and not onehot:
                 raise DataError(f"{src}: '{pre}_labels' must be (N,) (or one-hot (N, C) for classification); got "
-                                f"shape {y.shape}")
+                                f"shape {y.shape} (for (N, K) label columns, such as POM's traits, choose one "
+                                "with data.params.label_column)")
             for m in available:
                 a = arrays.get(f"{pre}_{m}")
                 if a is None:

@@ -125,8 +125,11 @@ def _check_splits(v: dict[str, str]) -> dict[str, str]:
 class NpzParams(ComponentParams):
     """An ``.npz`` file with ``{split}_{modality}`` (N, T, d) arrays and ``{split}_labels`` (N,)."""
 
-    path: str = Field("../shared/data/mmmo.npz", min_length=1,
-                      description="Path to the .npz file, relative to the current working directory.")
+    path: str | None = Field(None, min_length=1, description="Path to the .npz file, relative to the current "
+                             "working directory (give path or dataset, not both).")
+    dataset: str | None = Field(None, min_length=1, description="A dataset of the catalogue (`mmcore data list`), "
+                                "read from the data cache ($MMCORE_DATA_DIR or the user cache) after `mmcore data "
+                                "fetch NAME`, e.g. mmmo (give path or dataset, not both).")
     standardize: bool = Field(True, description="Standardise each feature with the mean/std of the train "
                               "split's valid tokens (a modality absent from train is left as is).")
     nan_policy: Literal["error", "zero"] = Field("error", description="Non-finite values: error = raise "
@@ -143,18 +146,55 @@ class NpzParams(ComponentParams):
     natural_missing: bool = Field(True, description="Mark a row's modality missing when all its features are zero "
                                                     "(counted per split in the log, left out of standardisation, "
                                                     "seen by imputers like protocol-made missingness).")
+    label_column: int | None = Field(None, ge=0, description="Labels stored as (N, K) columns (e.g. POM's 17 "
+                                     "traits): use column label_column (0-based) as the (N,) labels. null = the "
+                                     "labels as stored.")
 
     _v_splits = field_validator("splits")(_check_splits)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.dataset is None):
+            from .catalogue import fetchable_names
+
+            both = "both path and dataset are set" if self.path is not None else "neither path nor dataset is set"
+            raise ValueError(f"{both}; give exactly one: dataset: NAME (one of {', '.join(fetchable_names())}, "
+                             "after `mmcore data fetch NAME`) or path: FILE.npz")
+        if self.dataset is not None:
+            from .catalogue import DATASETS, unknown_dataset_message
+
+            entry = DATASETS.get(self.dataset)
+            if entry is None:
+                raise ValueError(unknown_dataset_message(self.dataset))
+            if entry.loader != "npz":
+                raise ValueError(f"{self.dataset!r} is an MMSA pickle downloaded by hand, not an npz dataset: use "
+                                 f"data: {{name: mmsa, params: {{path: FILE.pkl}}}} (or --data FILE.pkl)")
+        return self
+
+    def source_path(self) -> str | None:
+        """The file to read: ``path``, or the cached npz of ``dataset`` (None if it is not fetched)."""
+        if self.path is not None:
+            return self.path
+        from .cache import cached_npz
+
+        p = cached_npz(self.dataset)
+        return str(p) if p is not None else None
 
     def declared_task(self) -> str | None:
         """The task, if known without loading the features (peeks at the train labels for ``auto``)."""
         if self.task != "auto":
             return self.task
+        path = self.source_path()
+        if path is None:
+            return None
         try:
             import numpy as np
 
-            with np.load(self.path, allow_pickle=False) as z:
-                return label_task(z[f"{self.splits['train']}_labels"])
+            with np.load(path, allow_pickle=False) as z:
+                y = z[f"{self.splits['train']}_labels"]
+            if self.label_column is not None and y.ndim == 2 and self.label_column < y.shape[1]:
+                y = y[:, self.label_column]
+            return label_task(y)
         except Exception:  # unreadable here: the run reports it with the full reason
             return None
 

@@ -209,9 +209,10 @@ def apply_overrides(src: Source, overrides: list[str] | None, label: str = "--se
 
 
 def data_overrides(path: str) -> list[str]:
-    """Overrides for ``--data PATH``: pick the loader by file type and point it at PATH."""
+    """Overrides for ``--data PATH|NAME``: a file picks the loader by its type; a catalogue name reads the cache."""
     import json
 
+    from ..data.catalogue import DATASETS, fetchable_names, unknown_dataset_message
     from ..errors import MmcoreUserError
 
     low = path.lower()
@@ -219,7 +220,15 @@ def data_overrides(path: str) -> list[str]:
         name = "npz"
     elif low.endswith((".pkl", ".pickle")):
         name = "mmsa"
+    elif path in DATASETS and DATASETS[path].loader == "npz":
+        return [f"data={json.dumps({'name': 'npz', 'params': {'dataset': path}})}"]
+    elif path in DATASETS:
+        raise MmcoreUserError(f"--data {path}: {DATASETS[path].title} is not fetched by mmcore; "
+                              f"{DATASETS[path].notes[0]}")
+    elif "/" not in path and "\\" not in path and "." not in path:
+        raise MmcoreUserError(f"--data {path}: {unknown_dataset_message(path)}; or give a .npz or MMSA .pkl file")
     else:
         raise MmcoreUserError(f"--data {path}: cannot tell the format from the extension; use a .npz or an MMSA .pkl, "
-                              "or set data.name / data.params.path in the spec")
+                              f"a dataset name ({', '.join(fetchable_names())}), or set data.name / "
+                              "data.params.path in the spec")
     return [f"data={json.dumps({'name': name, 'params': {'path': path}})}"]
