@@ -12,14 +12,19 @@ from torch import Tensor
 
 
 def zero_invalid(x: Tensor, valid: Tensor) -> Tensor:
-    """Zero the padded positions: x (B, T, d), valid (B, T) -> (B, T, d)."""
-    return x * valid.unsqueeze(-1).to(x.dtype)
+    """Zero the padded positions: x (B, T, d), valid (B, T) -> (B, T, d).
+
+    A selection, not a product: NaN or inf in padding becomes an exact 0 and gets an exact 0
+    gradient (``x * mask`` would keep NaN, and its backward ``grad * mask`` is fine but any later
+    product with the padded value is not). Components call it on their inputs before any arithmetic.
+    """
+    return torch.where(valid.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def masked_mean(x: Tensor, valid: Tensor) -> Tensor:
     """Mean over valid tokens: x (B, T, d) -> (B, d); a row without valid tokens gives zeros."""
     w = valid.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
-    return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
+    return zero_invalid(x, valid).sum(1) / w.sum(1).clamp_min(1.0)
 
 
 def masked_max(x: Tensor, valid: Tensor) -> Tensor:
@@ -32,7 +37,7 @@ def masked_max(x: Tensor, valid: Tensor) -> Tensor:
 def last_valid(x: Tensor, valid: Tensor) -> Tensor:
     """The last valid token of each row: x (B, T, d) -> (B, d)."""
     idx = (valid.long().sum(1) - 1).clamp_min(0)  # (B,)
-    return x[torch.arange(x.shape[0], device=x.device), idx]
+    return zero_invalid(x, valid)[torch.arange(x.shape[0], device=x.device), idx]
 
 
 def pool(x: Tensor, valid: Tensor, mode: str) -> Tensor:

@@ -22,8 +22,8 @@ Ops (list order is irrelevant; dropping ops run before temporal masking):
   probability ``rate``. ``keep_one``: if a row would be left with no present modality, the
   dropped modality with the largest u (the "least dropped") is restored, so the effective rate
   is slightly below ``rate`` (by rate^M/M for M modalities and keep_one).
-* ``victim``: ``modality`` is dropped per row with probability ``rate`` (1.0 = MM-Align
-  setting A, every test row; setting B = the same rate in train and eval). No keep_one.
+* ``victim``: ``modality`` is dropped per row with probability ``rate`` (MM-Align: rate p' in
+  training; at evaluation 1.0 in its setting A, p' in its setting B). No keep_one.
 * ``temporal``: each still-observed token (valid, row present, not already masked) is masked
   with probability ``rate`` < 1. If that would mask every such token of a row, the one with the
   largest u stays unmasked: a present row always keeps at least one observed token.

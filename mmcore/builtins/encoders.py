@@ -30,7 +30,7 @@ class LinearEncoder(nn.Module):
         self.norm = nn.LayerNorm(ctx.d_model) if params.layer_norm else nn.Identity()
 
     def forward(self, x: Tensor, valid: Tensor) -> Tensor:
-        return zero_invalid(self.norm(self.proj(x)), valid)
+        return zero_invalid(self.norm(self.proj(zero_invalid(x, valid))), valid)
 
 
 class Conv1dEncoder(nn.Module):
@@ -53,7 +53,7 @@ class Conv1dEncoder(nn.Module):
         T = h.shape[-1]
         for i, conv in enumerate(self.convs):
             h = conv(h)[..., :T]
-            h = h * valid.unsqueeze(1).to(h.dtype)  # re-zero padding so the next layer cannot see it
+            h = zero_invalid(h.transpose(1, 2), valid).transpose(1, 2)  # re-zero padding: the next layer cannot see it
             if i < len(self.convs) - 1:
                 h = torch.nn.functional.gelu(h)
         return h.transpose(1, 2)  # (B, T, d)

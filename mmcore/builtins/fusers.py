@@ -101,6 +101,7 @@ class MulTFuser(nn.Module):
         self.out_dim = M * d
 
     def forward(self, seqs: dict[str, Tensor], valid: dict[str, Tensor]) -> FuserOutput:
+        seqs = {m: zero_invalid(seqs[m], valid[m]) for m in self.streams}  # padding holds nothing, even NaN
         pos = {m: seqs[m] + sinusoidal_positions(seqs[m].shape[1], seqs[m].shape[2], seqs[m].device, seqs[m].dtype)
                for m in self.streams}
         reps = []

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ..batch import Batch
+from ..functional import zero_invalid
 from ..protocols import BuildContext, ImputerOutput
 from .params import MeanImputerParams, ZeroImputerParams
 
@@ -51,11 +52,12 @@ class MeanImputer(nn.Module):
 
         out = {}
         for i, m in enumerate(self.names):
-            x = seqs[m]
+            x = zero_invalid(seqs[m], batch.valid[m])  # padding holds nothing (not even NaN)
             absent = absent_positions(batch, m)  # (B, T)
             if self.training:  # every rank reaches the all-reduce: never behind a data-dependent if
-                observed = (batch.valid[m] & ~absent).unsqueeze(-1)  # (B, T, 1)
-                stats = torch.cat([(x.detach().float() * observed).sum((0, 1)), observed.sum().float().view(1)])
+                observed = batch.valid[m] & ~absent  # (B, T)
+                stats = torch.cat([zero_invalid(x.detach().float(), observed).sum((0, 1)),
+                                   observed.sum().float().view(1)])
                 stats = sum_across_ranks(stats)  # (d + 1,): exact over the global batch under DDP
                 with torch.no_grad():
                     if stats[-1] > 0:

@@ -8,6 +8,7 @@ so each row of $A_m$ (B, T_a, T_m) is a distribution over the valid frames of $m
 
 from torch import nn
 
+from mmcore.functional import zero_invalid
 from mmcore.protocols import AlignerOutput
 
 
@@ -21,6 +22,7 @@ class AttentionAligner(nn.Module):
         self._plans = {}
 
     def forward(self, seqs, valid):
+        seqs = {m: zero_invalid(x, valid[m]) for m, x in seqs.items()}  # padding holds nothing, not even NaN
         xa, va = seqs[self.anchor], valid[self.anchor]
         out, self._plans = {self.anchor: xa}, {}
         for m, x in seqs.items():

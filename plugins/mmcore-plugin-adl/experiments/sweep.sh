@@ -5,9 +5,10 @@
 # Run from the repository root. Every cell is examples/mm_align.yaml with the imputer and the
 # missing protocol replaced; everything else (encoders, fuser, head, optimiser, epochs, model
 # selection on validation) is the same for the three imputers.
-#   A     : train []                         eval victim rate 1.0   (docs/missing.md's setting A)
-#   B<p>  : train victim rate p              eval victim rate p     (p' = 0.3, 0.5, 0.7)
-#   A<p>  : train victim rate p              eval victim rate 1.0   (the paper's Fig. 1c; only with RATES_A set)
+#   A<p>  : train victim rate p              eval victim rate 1.0   (the paper's setting A, Fig. 1c; p' = RATES_A)
+#   B<p>  : train victim rate p              eval victim rate p     (the paper's setting B, Fig. 1d; p' = RATES_B)
+#   1b    : train []                         eval victim rate 1.0   (Fig. 1b: victim complete in training; not one
+#                                                                     of the paper's settings; called "A" before 2026-12-01)
 set -euo pipefail
 victim=${1:?victim modality (vision or audio)}
 out=${2:?sweep directory}
@@ -19,7 +20,7 @@ case $victim in
 esac
 SEEDS=${SEEDS:-3}
 RATES_B=${RATES_B:-"0.3 0.5 0.7"}
-RATES_A=${RATES_A:-""}
+RATES_A=${RATES_A:-"0.5"}
 ADL_PARAMS=${ADL_PARAMS:-""}   # extra params of the `adl` variant, e.g. "window: 4, reg: 0.5"
 # adl       : the recipe (contrast imputed, substitute_rate 0.3: chosen on validation by explore.sh)
 # adl_paper : the paper's configuration (Eq. 16 between Z1 and Z2, no substitution)
@@ -31,7 +32,7 @@ imputers=(
   "mean:imputer={name: mean}"
 )
 op() { echo "{type: victim, modality: $victim, rate: $1}"; }
-settings=("A:missing.train=[];missing.eval=[$(op 1.0)]")
+settings=("1b:missing.train=[];missing.eval=[$(op 1.0)]")
 for p in $RATES_A; do settings+=("A$p:missing.train=[$(op "$p")];missing.eval=[$(op 1.0)]"); done
 for p in $RATES_B; do settings+=("B$p:missing.train=[$(op "$p")];missing.eval=[$(op "$p")]"); done
 

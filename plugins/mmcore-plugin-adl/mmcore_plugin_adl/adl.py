@@ -56,6 +56,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mmcore.batch import Batch
+from mmcore.functional import zero_invalid
 from mmcore.phases import Phase, Step
 from mmcore.protocols import BuildContext, ImputerOutput
 
@@ -160,6 +161,8 @@ class ADLImputer(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, seqs: dict[str, Tensor], batch: Batch) -> ImputerOutput:
         p, m1, m2 = self.p, self.present, self.victim
+        # padding holds nothing, not even NaN: selected away before any arithmetic (forward and backward)
+        seqs = {m: zero_invalid(x, batch.valid[m]) for m, x in seqs.items()}
         z1, z2 = seqs[m1], seqs[m2]
         v1, v2 = batch.valid[m1], batch.valid[m2]
         B, T2, d = z2.shape
