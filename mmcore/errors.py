@@ -63,3 +63,8 @@ class TrainingDivergedError(MmcoreUserError):
     """The loss became NaN/inf; the message names the loss terms and the knobs to turn.
 
     Checkpoints written before the divergence are kept (``last.pt`` / ``best.pt``)."""
+
+
+class NumericalRangeError(MmcoreUserError, ValueError):
+    """An input lies outside the range a computation supports (e.g. features so large that a
+    component's statistics overflow); the message names the range and what to change."""

@@ -1,6 +1,7 @@
 """Test helpers for mmcore components, shipped for plugins and third parties.
 
-* :func:`check_component` — the registry contract test for one (kind, name).
+* :func:`check_component` — the registry contract test for one (kind, name);
+  :func:`check_junk_padding` — its NaN/inf-in-padding backward check on one drawn case.
 * :mod:`mmcore.testing.strategies` — hypothesis strategies (marginals, costs, SPD covariances,
   padded batches) and the ``fast`` / ``thorough`` profiles.
 * :func:`synthetic_batch` — a tiny padded batch with a missing modality.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from ..registry import lazy_exports
 
-_CONTRACT = ("check_component", "contract_cases", "synthetic_batch", "tiny_context")
+_CONTRACT = ("check_component", "check_junk_padding", "contract_cases", "synthetic_batch", "tiny_context")
 _PLUGIN_CHECKS = ("check_hook_imports_no_torch", "check_params_documented", "readme_section")
 _REFERENCE = ("load_reference", "assert_close", "readout", "reference_dir")
 __all__ = [*_CONTRACT, *_PLUGIN_CHECKS, *_REFERENCE]

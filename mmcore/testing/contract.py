@@ -11,7 +11,8 @@ Usage in a plugin's tests::
 
 Checks (tiny synthetic batch, B = 2, T ∈ {1, 7}, d = 16): builds from default params; output
 shapes and dtype; finite values; every trainable parameter gets a gradient; changing padded
-positions changes no valid output; a row with a missing modality runs; auxiliary losses are
+positions changes no valid output; NaN, inf or 1e6 in padded positions (``padding_nan``) leaves
+every valid output, aux loss, input gradient and parameter gradient finite; a row with a missing modality runs; auxiliary losses are
 finite scalars under declared names; params round-trip through YAML; a plugin's component has a
 ``## <name>`` section in its distribution's README.
 
@@ -138,6 +139,73 @@ def _run(kind: str, module, batch: Batch, seqs: dict[str, Tensor], valid: dict[s
     raise ValueError(f"no contract for kind {kind!r}")
 
 
+#: What padded positions are filled with by the "padding_nan" check: masked positions must contribute
+#: exactly nothing, to the forward pass and to every gradient (a `where` in the forward is not enough
+#: when a product with the padded value survives in the backward pass).
+PADDING_JUNK = (float("nan"), float("inf"), 1e6)
+
+
+def check_junk_padding(kind: str, name: str, junk: float, *, lengths: dict[str, int] | None = None,
+                       batch_size: int = 2, seed: int = 0, params: dict | None = None,
+                       registry: Registry | None = None) -> None:
+    """The ``padding_nan`` check on one drawn case (for property-based tests): ``junk`` (NaN, ±inf, a
+    huge number) in every padded position of a ``batch_size`` batch with the given modality lengths.
+
+    Raises :class:`ContractError` when a valid output, an aux loss or a gradient is not finite.
+    """
+    registry = registry or get_registry()
+    entry = registry.get(kind, name)
+    cls = entry.load()
+    if "padding_nan" in getattr(cls, "contract_skip", {}):
+        return
+    lengths = lengths or LENGTHS
+    ctx = tiny_context(modalities={m: ModalityInfo(m, DIMS[m], lengths[m], "unk" if m == "text" else "zero")
+                                   for m in DIMS})
+    if kind == "encoder":
+        ctx = replace(ctx, modality="audio", in_dim=DIMS["audio"])
+    torch.manual_seed(seed)
+    module = cls(entry.params(**(params or {})), ctx)
+    batch = synthetic_batch(B=batch_size, lengths=lengths, seed=seed)
+    seqs, valid = _encoded(batch, torch.Generator().manual_seed(seed))
+    T = max(lengths.values())
+    _check_junk_padding(kind, name, module, batch, seqs, valid, ctx, junk,
+                        dict(getattr(cls, "contract_no_grad", {})), T)
+
+
+def _check_junk_padding(kind, name, module, batch, seqs, valid, ctx, junk: float, no_grad, T: int) -> None:
+    """NaN / inf / 1e6 at padded positions: finite valid outputs, finite gradients of valid inputs and params."""
+    module.train()
+    module.zero_grad(set_to_none=True) if hasattr(module, "zero_grad") else None
+    bad = {m: torch.where(valid[m].unsqueeze(-1), seqs[m].detach(), torch.full_like(seqs[m], junk)).requires_grad_()
+           for m in seqs}
+    feats = {m: torch.where(batch.valid[m].unsqueeze(-1), x, torch.full_like(x, junk)).requires_grad_()
+             for m, x in batch.features.items()}
+    nb = batch.replace(features=feats)
+    outs, aux, out_valid = _run(kind, module, nb, bad, valid, ctx, name)
+    what = f"with {junk} in padded positions (T={T})"
+    total = 0.0
+    for i, (o, vm) in enumerate(zip(outs, out_valid)):
+        keep = vm.unsqueeze(-1).expand_as(o) if (vm is not None and o.dim() == 3) else torch.ones_like(o, dtype=torch.bool)
+        if not torch.isfinite(o[keep]).all():
+            _fail(kind, name, "padding_nan", f"output {i} is not finite at valid positions {what}")
+        total = total + torch.where(keep, o, torch.zeros((), dtype=o.dtype)).sum()
+    for k, v in aux.items():
+        if not torch.isfinite(v).all():
+            _fail(kind, name, "padding_nan", f"aux loss {k!r} is not finite {what}")
+        total = total + v
+    total.backward()
+    leaves = [(f"input {m}", bad[m], valid[m]) for m in bad] + [(f"features {m}", feats[m], batch.valid[m]) for m in feats]
+    for label, x, vm in leaves:
+        if x.grad is not None and not torch.isfinite(x.grad[vm]).all():
+            _fail(kind, name, "padding_nan", f"the gradient of {label} is not finite at valid positions {what}: a "
+                  "masked position leaks into the backward pass (zero padded inputs with torch.where before any "
+                  "arithmetic)")
+    for pname, p in module.named_parameters():
+        if p.grad is not None and not any(fnmatch.fnmatchcase(pname, pat) for pat in no_grad) \
+                and not torch.isfinite(p.grad).all():
+            _fail(kind, name, "padding_nan", f"parameter {pname!r} got a non-finite gradient {what}")
+
+
 def check_documented(kind: str, name: str, registry: Registry | None = None) -> None:
     """A plugin's component has a ``## <name>`` section in its distribution's README (its long
     description). Built-ins are documented in docs/components.md (checked by the core's tests);
@@ -244,3 +312,6 @@ def check_component(kind: str, name: str, registry: Registry | None = None, *, s
                 if not math.isfinite(diff) or diff > ATOL * (1 + a.abs().max().item()):
                     _fail(kind, name, "padding invariance", f"output {i} changed by {diff:.3g} at valid positions when "
                           "only padded inputs changed (T=%d)" % T)
+        if "padding_nan" not in skip and kind not in ("head", "loss"):
+            for junk in PADDING_JUNK:
+                _check_junk_padding(kind, name, module, batch, seqs, valid, ctx, junk, no_grad, T)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mmcore.functional import zero_invalid
 from mmcore.protocols import AlignerOutput, BuildContext
 
 
@@ -43,6 +44,7 @@ class AnchoredAligner(nn.Module):
                              f"{sorted(seqs)}")
         xa, va = seqs[self.anchor], valid[self.anchor].bool()
         B, T_a, d = xa.shape
+        xa = zero_invalid(xa, va)  # padding holds nothing, not even NaN: selected away before any arithmetic
         out, plans = {self.anchor: xa}, {}
         for m, xm in seqs.items():
             if m == self.anchor:
@@ -52,6 +54,7 @@ class AnchoredAligner(nn.Module):
                 raise ValueError(f"{type(self).__name__}: {self.anchor} is {tuple(xa.shape)} but {m} is "
                                  f"{tuple(xm.shape)} with valid {tuple(vm.shape)}; need (B={B}, T_m, d={d}) "
                                  "and valid (B, T_m)")
+            xm = zero_invalid(xm, vm)
             with torch.autocast(device_type=xa.device.type, enabled=False):  # plans in >= float32, even under bf16
                 P = self.plan(xa, va, xm, vm)  # (B, T_a, T_m)
             out[m] = self.project(P, xm, vm)  # (B, T_a, d)

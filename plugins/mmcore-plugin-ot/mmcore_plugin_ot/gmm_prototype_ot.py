@@ -19,6 +19,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from mmcore.errors import NumericalRangeError
+from mmcore.functional import zero_invalid
 from mmcore.protocols import AlignerOutput, BuildContext
 
 from . import _gmm, decalign_authors
@@ -143,10 +145,12 @@ class GmmPrototypeOTAligner(nn.Module):
             if x.dim() != 3 or x.shape[-1] != self.d or tuple(v.shape) != tuple(x.shape[:2]):
                 raise ValueError(f"GmmPrototypeOTAligner: {m} is {tuple(x.shape)} with valid {tuple(v.shape)}; "
                                  f"need (B, T, d={self.d}) and valid (B, T)")
+            x = zero_invalid(x, v)  # padding holds nothing, not even NaN: selected away before the linear maps
             keep, zero = v.unsqueeze(-1), torch.zeros((), dtype=x.dtype, device=x.device)
             uni[m] = torch.where(keep, self.unique[m](x), zero)  # (B, T_m, d)
             com[m] = torch.where(keep, self.common(x), zero)  # (B, T_m, d)
             vs[m] = v
+        self._check_scale(uni, com, vs)
         # statistics (EM, losses) use observed tokens only: rows whose modality is missing hold the encoding of
         # zeros, not data. A modality absent from every row of the batch falls back to its valid tokens so the
         # statistics stay defined (its losses then carry no information, as without this mask).
@@ -169,6 +173,23 @@ class GmmPrototypeOTAligner(nn.Module):
         aux = {k: v.float() for k, v in aux.items()}
         out = {**com, **{f"{m}_unique": uni[m] for m in self.modalities}}
         return AlignerOutput(out, {**vs, **{f"{m}_unique": vs[m] for m in self.modalities}}, aux)
+
+    #: the largest |feature| the statistics accept: covariance differences grow as |x|^4 and overflow float32
+    #: (3.4e38) from about 1e10 (measured: homogeneity = inf at 1e10, the OT cost NaN at 1e19)
+    MAX_ABS = 1e8
+
+    def _check_scale(self, uni: dict[str, Tensor], com: dict[str, Tensor], vs: dict[str, Tensor]) -> None:
+        """Refuse features whose statistics would overflow or that are not finite, naming the stream and range."""
+        for m in self.modalities:
+            for label, t in ((m, com[m]), (f"{m}_unique", uni[m])):
+                peak = float(torch.where(vs[m].unsqueeze(-1), t.detach().abs(), 0.0).amax()) if t.numel() else 0.0
+                if not peak <= self.MAX_ABS:  # also catches NaN
+                    what = "not finite" if not math.isfinite(peak) else f"as large as |x| = {peak:.3g}"
+                    raise NumericalRangeError(
+                        f"gmm_prototype_ot: the {label} features are {what}; DecAlign's statistics (moments, "
+                        f"Bures costs, MMD) need |x| <= {self.MAX_ABS:.0e} (they grow as |x|^4 and overflow float32 "
+                        "from about 1e10).\n  Standardise the input features (data.params.standardize: true), check "
+                        "the data for huge values, or, if training diverged, lower train.lr or set train.grad_clip")
 
     # ---------------------------------------------------------------- reference: authors
     def _authors_losses(self, uni: dict[str, Tensor], com: dict[str, Tensor], vs: dict[str, Tensor],

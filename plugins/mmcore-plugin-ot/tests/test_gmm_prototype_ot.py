@@ -231,3 +231,34 @@ def test_rows_with_a_missing_modality_do_not_move_the_statistics():
     assert all(torch.allclose(with_missing[k], v) for k, v in aux(junk, valid, missing).items())
     differs = aux(junk, valid, {m: torch.zeros(4, dtype=torch.bool) for m in mods})
     assert not torch.allclose(differs["homogeneity"], with_missing["homogeneity"])
+
+
+@pytest.mark.parametrize("reference", ["mmcore", "authors"])
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3, 1e6])
+def test_statistics_stay_finite_up_to_the_documented_scale(reference, scale):
+    # the moments, Bures costs and MMD grow as |x|^4; below MAX_ABS every loss and gradient is finite
+    al = build(reference=reference)
+    assert_all_finite(al, al(*inputs(scale=scale)))
+
+
+@pytest.mark.parametrize("reference", ["mmcore", "authors"])
+@pytest.mark.parametrize("scale", [1e10, 1e19, 1e30])
+def test_features_beyond_the_range_get_one_clear_error(reference, scale):
+    # before: homogeneity = inf from 1e10, an unexplained "cost has NaN" ValueError from 1e19
+    from mmcore.errors import MmcoreUserError, NumericalRangeError
+
+    with pytest.raises(NumericalRangeError, match=r"text features are as large as .*need \|x\| <= 1e\+08") as e:
+        build(reference=reference)(*inputs(scale=scale))
+    assert isinstance(e.value, MmcoreUserError) and "standardize" in str(e.value)  # the CLI prints it, no traceback
+
+
+def test_non_finite_valid_features_get_one_clear_error_and_padding_does_not():
+    from mmcore.errors import NumericalRangeError
+
+    seqs, valid = inputs()
+    seqs["audio"][-1, -1] = float("nan")  # a padded position of the last row: ignored
+    assert not bool(valid["audio"][-1, -1])
+    build()(seqs, valid)
+    seqs["audio"][0, 0] = float("inf")  # a valid token
+    with pytest.raises(NumericalRangeError, match="audio features are not finite"):
+        build()(seqs, valid)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmcore.batch import Batch
+from mmcore.functional import zero_invalid
 from mmcore.protocols import BuildContext, ImputerOutput
 from mmcore_plugin_mamba.stack import BiMambaStack, MambaStack
 
@@ -101,6 +102,7 @@ class MambaReconstructionImputer(nn.Module):
         for m, x in seqs.items():
             self._check(m, x, batch)
             valid = batch.valid[m]  # (B, T)
+            x = zero_invalid(x, valid)  # padding holds nothing, not even NaN: selected away before any arithmetic
             y, gamma, _, raw = self.branches[m](x, valid)
             out[m] = y
             self._gates[m] = gamma.detach()
