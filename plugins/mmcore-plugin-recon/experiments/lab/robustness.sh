@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Robustness checks of docs/lab.md (MGMR-Net): the sweep of sweep.sh at the rates where the paper says
+# reconstruction should help most, on another generator draw and on another knob value.
+# Usage (repository root): bash plugins/mmcore-plugin-recon/experiments/lab/robustness.sh OUT_PREFIX
+#   OUT_PREFIX-seed1   data.params.data_seed=1 (another draw of language, clips and labels)
+#   OUT_PREFIX-mis05   data.params.misalignment=0.5 (the generator's default offsets and warps: word
+#                      boundaries no longer every 3 frames, 3 frames per word on average)
+set -euo pipefail
+P=${1:-/tmp/lab/runs/mgmr_rob}
+export OMP_NUM_THREADS=1
+args=()
+for r in 0.6 0.9; do
+  miss="missing.train=[{type: temporal, rate: $r}];missing.eval=[{type: temporal, rate: $r}]"
+  args+=(--variant "recon_r$r:$miss")
+  args+=(--variant "recon_alpha0_r$r:$miss;imputer.params.default_alpha=0")
+  args+=(--variant "no_recon_r$r:$miss;imputer={name: zero}")
+done
+set -x
+.venv-test/bin/mmcore sweep examples/lab/mgmr_recon.yaml --seeds 5 --jobs 1 --out "$P-seed1" --set data.params.data_seed=1 "${args[@]}"
+.venv-test/bin/mmcore sweep examples/lab/mgmr_recon.yaml --seeds 5 --jobs 1 --out "$P-mis05" --set data.params.misalignment=0.5 "${args[@]}"
