@@ -1,10 +1,15 @@
 """mkdocs hooks: pull each plugin's README (its one docs page) and its images into the site, and
-generate the spec reference from the live JSON Schema, so neither is ever a stale copy."""
+generate the spec reference from the live JSON Schema, so neither is ever a stale copy; render math
+to MathML at build time (no JavaScript, works offline) and give lists the blank line that
+Python-Markdown needs but GitHub does not."""
 
 from __future__ import annotations
 
 import glob
+import html
+import logging
 import os
+import re
 
 from mkdocs.structure.files import File
 
@@ -19,6 +24,81 @@ def on_files(files, config):
             files.append(File(rel, ROOT, config["site_dir"], config["use_directory_urls"]))
     files.append(File.generated(config, "spec-reference.md", content=spec_reference()))
     return files
+
+
+FENCE = re.compile(r"^\s*(```|~~~)")
+LIST_ITEM = re.compile(r"^(\s*)([-*+]|\d+[.)])\s+\S")
+#: what pymdownx.arithmatex (generic mode) leaves in the HTML: \(...\) inline, \[...\] display
+ARITHMATEX = re.compile(r'<(span|div) class="arithmatex">\s*\\([(\[])(.*?)\\[)\]]\s*</\1>', re.S)
+SPHINX_ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|exc|obj):(<code)")
+log = logging.getLogger("mkdocs.hooks.math")
+#: TeX that latex2mathml 3.x leaves as source, rewritten to what it renders
+TEX_FIXES = [(re.compile(r"\\(?:big|Big|bigg|Bigg)\\[lr]Vert"), r"\\|"), (re.compile(r"\\arg(?![a-zA-Z])"), r"\\mathrm{arg}\\,"),
+             (re.compile(r"\\lfloor(?![a-zA-Z])"), "\u230a"), (re.compile(r"\\rfloor(?![a-zA-Z])"), "\u230b")]
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    """Blank lines where Python-Markdown needs them and GitHub does not: before a list that starts right
+    under a paragraph line, and around a display formula ($$ ... $$, possibly over several lines)."""
+    out, fenced, in_math, prev = [], False, False, ""
+    for line in markdown.split("\n"):
+        stripped = line.strip()
+        if FENCE.match(line):
+            fenced = not fenced
+        elif fenced:
+            pass
+        elif not in_math and stripped.startswith("$$"):
+            if prev.strip():
+                out.append("")
+            in_math = stripped.count("$$") % 2 == 1
+            if not in_math:  # one-line display formula, maybe followed by text
+                line, rest = _split_after_display(line)
+                out += [line, ""]
+                prev = ""
+                if rest:
+                    out.append(rest)
+                    prev = rest
+                continue
+        elif in_math:
+            if "$$" in stripped:
+                in_math = False
+                line, rest = _split_after_display(line)
+                out += [line, ""]
+                prev = ""
+                if rest:
+                    out.append(rest)
+                    prev = rest
+                continue
+        elif LIST_ITEM.match(line) and prev.strip() and not LIST_ITEM.match(prev) \
+                and not prev.startswith((" ", "\t", "|", ">")) and not LIST_ITEM.match(line).group(1):
+            out.append("")
+        out.append(line)
+        prev = line
+    return "\n".join(out)
+
+
+def _split_after_display(line: str) -> tuple[str, str]:
+    """'...$$ text' -> ('...$$', 'text'): the formula's closing line and what follows it."""
+    end = line.rindex("$$") + 2
+    return line[:end], line[end:].strip()
+
+
+def on_page_content(content: str, page, config, files) -> str:
+    """Every arithmatex span/div becomes MathML (Chromium, Firefox and Safari render it natively)."""
+    from latex2mathml.converter import convert
+
+    def mathml(m: re.Match) -> str:
+        tex = html.unescape(m.group(3)).strip()
+        for pattern, repl in TEX_FIXES:
+            tex = pattern.sub(repl, tex)
+        try:
+            return convert(tex, display="block" if m.group(2) == "[" else "inline")
+        except Exception as exc:  # a formula latex2mathml cannot read: say where, keep the source visible
+            log.warning("%s: cannot render math %r: %s", page.file.src_uri, tex[:80], exc)
+            return m.group(0)
+
+    content = ARITHMATEX.sub(mathml, content)
+    return SPHINX_ROLE.sub(r"\1", content)  # docstrings' :func:`x` -> `x` (mkdocstrings leaves the role)
 
 
 def spec_reference() -> str:
