@@ -41,6 +41,11 @@ if [ -n "$PLUGIN_DIRS$EXTRA_DIRS" ]; then
   # their test extras separately: pip 23 cannot resolve local inter-plugin dependencies given with [extras]
   mapfile -t test_deps < <("$PY" scripts/_test_requirements.py $PLUGIN_DIRS $EXTRA_DIRS)
   [ "${#test_deps[@]}" -eq 0 ] || pip_install "${test_deps[@]}"
+  # MMSA, the reference of the baselines' equivalence tests: its model files need only torch, and its
+  # declared dependencies (transformers, a torch pin of its own, ...) must not come along
+  if [ -d plugins/mmcore-plugin-baselines ]; then
+    pip_install --no-deps mmsa==2.2.1 || echo "mmsa could not be installed: the MMSA-equivalence tests will skip"
+  fi
   echo "== core tests with every plugin installed"
   run_pytest tests "$@"
   for d in $PLUGIN_DIRS $EXTRA_DIRS; do
