@@ -2,7 +2,8 @@
 
 ``validate``, ``plugins``, ``list``, ``schema``, ``data list`` and ``data fetch`` never import
 torch; ``run``, ``eval``, ``sweep``, ``plot`` and ``data verify`` (it loads the file) do. User
-errors print one message and exit 2 (``--debug``: traceback).
+errors print one message and exit 2 (``--debug``: traceback). ``--debug`` and ``-q`` are accepted
+before or after the command; ``mmcore`` (or ``mmcore data``) alone prints its help and exits 0.
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ def cmd_list(args) -> int:
                            "description": e.description, "aux_losses": e.aux_losses} for e in rows], indent=2))
         return 0
     w = max([len(e.name) for e in rows] + [4])
+    wp = max([len(e.provided_by) for e in rows] + [8])  # columns fit the longest provider, whatever its length
     for e in rows:
-        print(f"{e.kind:<8} {e.name:<{w}}  {e.provided_by:<24} {e.target}")
+        print(f"{e.kind:<8} {e.name:<{w}}  {e.provided_by:<{wp}}  {e.target}")
         if args.verbose and e.description:
             print(f"{'':<8} {'':<{w}}  {e.description}")
     return 0
@@ -114,8 +116,11 @@ def cmd_schema(args) -> int:
 
     text = json.dumps(spec_schema(_registry(args)), indent=2)
     if args.output:
+        folder = os.path.dirname(os.path.abspath(args.output))
+        os.makedirs(folder, exist_ok=True)
         with open(args.output, "w") as f:
             f.write(text + "\n")
+        print(f"wrote {os.path.abspath(args.output)}", file=sys.stderr)
     else:
         print(text)
     return 0
@@ -140,6 +145,9 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    from .plots._mpl import require_matplotlib
+
+    require_matplotlib()  # before loading data and model: a missing extra fails in a second, not after them
     from .plots import plot_from_cli
 
     return plot_from_cli(args)
@@ -162,14 +170,40 @@ def _overrides(args) -> list[str]:
     return over
 
 
+def _global_options(top: bool) -> argparse.ArgumentParser:
+    """``--debug`` and ``-q`` as a parent parser, so they are accepted before or after any sub-command.
+
+    Why ``default=SUPPRESS`` below the top: a sub-command that does not see the flag must leave the
+    top-level value alone (``mmcore --debug validate x`` keeps debug on).
+    """
+    g = argparse.ArgumentParser(add_help=False)
+    default = {} if top else {"default": argparse.SUPPRESS}
+    g.add_argument("--debug", action="store_true", help="show tracebacks for user errors", **default)
+    g.add_argument("-q", "--quiet", action="store_true", help="less logging (warnings and errors only)", **default)
+    return g
+
+
+def _show_help(parser: argparse.ArgumentParser, args) -> int:
+    """A command given without its sub-command prints its help and succeeds (as git does)."""
+    parser.print_help()
+    return 0
+
+
 @functools.lru_cache(maxsize=1)
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mmcore", description="Multimodal sequence learning from YAML recipes.")
-    p.add_argument("--version", action="version", version=f"mmcore {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
-    p.add_argument("-q", "--quiet", action="store_true", help="less logging")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+    p = argparse.ArgumentParser(prog="mmcore", description="Multimodal sequence learning from YAML recipes.",
+                                epilog="Run `mmcore COMMAND --help` for a command's options.",
+                                parents=[_global_options(top=True)])
+    p.add_argument("--version", action="version", version=f"mmcore {__version__}", help="print the version and exit")
+    p.set_defaults(func=functools.partial(_show_help, p))
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                           help="one of the commands below")
+    local = _global_options(top=False)
+
+    def command(parent, name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+        """A sub-command: ``summary`` is its line in the parent's list and the first line of its help."""
+        description = summary[0].upper() + summary[1:] + "." + (f" {details}" if details else "")
+        return parent.add_parser(name, help=summary, description=description, parents=[local])
 
     def spec_opts(sp, multiple=False):
         sp.add_argument("spec", nargs="+" if multiple else None, help="pipeline spec (YAML)")
@@ -177,29 +211,37 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--data", metavar="PATH|NAME", help="use this data file (.npz or MMSA .pkl), or a fetched "
                         "dataset (e.g. mmmo: mmcore data list), instead of the spec's data")
 
-    sp = sub.add_parser("validate", help="check specs and report every problem with its line")
+    json_help = "print JSON instead of a table (for scripts)"
+
+    sp = command(sub, "validate", "check specs and report every problem with its line",
+                 "Exit 0 if every spec is valid, 2 otherwise. Never imports torch.")
     spec_opts(sp, multiple=True)
     sp.set_defaults(func=cmd_validate)
 
-    sp = sub.add_parser("plugins", help="installed plugins, their versions, components and load errors")
-    sp.add_argument("--json", action="store_true")
+    sp = command(sub, "plugins", "installed plugins, their versions, components and load errors",
+                 "Built-ins are listed too, marked [builtin].")
+    sp.add_argument("--json", action="store_true", help=json_help)
     sp.add_argument("--strict", action="store_true", help="exit 1 if any plugin failed to load")
     sp.add_argument("--check", action="store_true",
                     help="also run the component contract (mmcore.testing) on every component; exit 1 if one breaks it")
     sp.set_defaults(func=cmd_plugins)
 
-    sp = sub.add_parser("list", help="registered components: kind, name, provider, module:Class")
+    sp = command(sub, "list", "registered components: kind, name, provider, module:Class",
+                 "The name is what a spec writes (e.g. aligner: {name: relaxed_ot}); module:Class is its code.")
     sp.add_argument("kind", nargs="?", help="encoder, aligner, fuser, imputer, head, loss or dataset")
     sp.add_argument("pattern", nargs="?", help="fnmatch pattern over names, e.g. '*ot*'")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help=json_help)
     sp.add_argument("-v", "--verbose", action="store_true", help="show descriptions")
     sp.set_defaults(func=cmd_list)
 
-    sp = sub.add_parser("schema", help="JSON Schema of the spec, with every installed component's params")
-    sp.add_argument("-o", "--output", help="write to a file instead of stdout")
+    sp = command(sub, "schema", "JSON Schema of the spec, with every installed component's params",
+                 "Printed to stdout unless -o names a file; point your editor's YAML language server at it.")
+    sp.add_argument("-o", "--output", metavar="PATH", help="write to PATH (folders created) instead of stdout")
     sp.set_defaults(func=cmd_schema)
 
-    sp = sub.add_parser("run", help="train and evaluate a pipeline")
+    sp = command(sub, "run", "train and evaluate a pipeline",
+                 "Trains into a run folder (checkpoints, per-epoch metrics, train.log), selects the best epoch on "
+                 "validation and prints its test metrics.")
     spec_opts(sp)
     sp.add_argument("--out", metavar="DIR", help="run directory (default: <output_dir>/<spec name>-<time>)")
     sp.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -209,38 +251,46 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_run)
 
-    sp = sub.add_parser("eval", help="re-evaluate a finished run, optionally across missing rates")
-    sp.add_argument("run_dir")
-    sp.add_argument("--missing-rates", metavar="R1,R2,...", help="evaluate test with every eval op's rate set to each")
-    sp.add_argument("--split", default="test", choices=["valid", "test"])
+    sp = command(sub, "eval", "re-evaluate a finished run, optionally across missing rates",
+                 "Prints the metrics; files it writes into the run folder are named on the last line.")
+    sp.add_argument("run_dir", help="a run folder written by `mmcore run` (holds spec.yaml and best.pt)")
+    sp.add_argument("--missing-rates", metavar="R1,R2,...",
+                    help="evaluate with every eval op's rate set to each; writes missing_rates.{csv,json} into the run")
+    sp.add_argument("--split", default="test", choices=["valid", "test"], help="the split to evaluate (default: test)")
     sp.add_argument("--data", metavar="PATH", help="evaluate on this data file instead of the run's")
     sp.add_argument("--alignment", action="store_true",
                     help="score the aligner's plans against the data's ground-truth alignment (synthetic data), "
                          "with the uniform and proportional floors; writes alignment.json into the run")
     sp.set_defaults(func=cmd_eval)
 
-    sp = sub.add_parser("sweep", help="run a grid of variants x seeds x missing rates, then tabulate and plot")
-    sp.add_argument("spec")
-    sp.add_argument("--set", action="append", metavar="KEY=V1,V2", help="a grid axis (repeatable)")
+    sp = command(sub, "sweep", "run a grid of variants x seeds x missing rates, then tabulate and plot",
+                 "Cells are normal run folders under OUT/cells/; OUT/sweep.json records the grid. Interrupted or "
+                 "failed cells continue when you run the same command again.")
+    sp.add_argument("spec", help="pipeline spec (YAML) every cell starts from")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a spec value in every cell (repeatable), as in `mmcore run --set`")
+    sp.add_argument("--grid", action="append", metavar="KEY=V1,V2",
+                    help="a grid axis: one variant per value, crossed with the other axes (repeatable)")
     sp.add_argument("--variant", action="append", metavar="NAME:KEY=V[;KEY=V]", help="a named variant (repeatable)")
-    sp.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per cell")
+    sp.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per cell (default 3)")
     sp.add_argument("--missing-rates", metavar="R1,R2,...", help="evaluate each trained cell across these rates")
-    sp.add_argument("--out", metavar="DIR", help="sweep directory (resumable)")
+    sp.add_argument("--out", metavar="DIR", help="sweep directory (default: <output_dir>/sweep-<spec>-<time>); "
+                    "rerun with the same --out to continue")
     sp.add_argument("--data", metavar="PATH", help="data file for every cell")
-    sp.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes")
+    sp.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes (default 1)")
     sp.add_argument("--metric", default=None, help="metric for the table and plot (default: mae or acc)")
-    sp.add_argument("--epochs", type=int, help="shortcut for train.epochs in every cell")
+    sp.add_argument("--epochs", type=int, help="train.epochs of every cell")
     sp.set_defaults(func=cmd_sweep)
 
-    sp = sub.add_parser("data", help="public datasets: list them, fetch + verify + convert one, verify a file")
-    dsub = sp.add_subparsers(dest="data_command", metavar="ACTION")
-    dsub.required = True
-    sp.set_defaults(func=cmd_data)
-    dp = dsub.add_parser("list", help="known datasets: source, files, size, licence, whether cached")
+    sp = command(sub, "data", "public datasets: list them, fetch + verify + convert one, verify a file")
+    dsub = sp.add_subparsers(dest="data_command", metavar="ACTION", title="actions", help="one of the actions below")
+    sp.set_defaults(func=functools.partial(_show_help, sp))
+    dp = command(dsub, "list", "known datasets: source, files, size, licence, whether cached")
     dp.add_argument("name", nargs="?", help="one dataset, with every file's URL, size and sha256")
     dp.add_argument("--dir", metavar="DIR", help="data dir (default: $MMCORE_DATA_DIR, else the user cache)")
-    dp.add_argument("--json", action="store_true")
-    dp = dsub.add_parser("fetch", help="download a dataset's release files, verify their sha256, convert to npz")
+    dp.add_argument("--json", action="store_true", help=json_help)
+    dp.set_defaults(func=cmd_data)
+    dp = command(dsub, "fetch", "download a dataset's release files, verify their sha256, convert to npz")
     dp.add_argument("name", help="a dataset from `mmcore data list`, e.g. mmmo")
     dp.add_argument("--dir", metavar="DIR", help="data dir (default: $MMCORE_DATA_DIR, else the user cache)")
     dp.add_argument("--from", dest="from_dir", metavar="DIR",
@@ -252,17 +302,22 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--axes", choices=["auto", "ntd", "tnd"], default="auto",
                     help="axis order of the h5 feature arrays (default auto: the axis with the label count is N)")
     dp.add_argument("--no-progress", action="store_true", help="no progress bar")
-    dp = dsub.add_parser("verify", help="checksum a file (e.g. an MMSA pickle) against known hashes, check its layout")
+    dp.set_defaults(func=cmd_data)
+    dp = command(dsub, "verify", "checksum a file (e.g. an MMSA pickle) against known hashes, check its layout")
     dp.add_argument("path", help="a .pkl (MMSA), .npz or release .h5 file")
     dp.add_argument("--sha256", metavar="HEX", help="the sha256 its distributor publishes (a mismatch is an error)")
+    dp.set_defaults(func=cmd_data)
 
-    sp = sub.add_parser("plot", help="plots from a run or sweep directory")
-    sp.add_argument("what", choices=["ot-plan", "missing", "curves"])
-    sp.add_argument("run_dir")
+    sp = command(sub, "plot", "plots from a run or sweep directory (needs the plots extra: matplotlib)",
+                 "Kinds: ot-plan (an aligner's plan for one test sample, as a heatmap), missing (metric vs "
+                 "missing rate, or per variant for a sweep without rates), curves (train/valid curves per epoch).")
+    sp.add_argument("what", choices=["ot-plan", "missing", "curves"], metavar="KIND",
+                    help="ot-plan, missing or curves (see above)")
+    sp.add_argument("run_dir", help="a run folder (`mmcore run`) or, for missing, a sweep folder (`mmcore sweep`)")
     sp.add_argument("--sample", type=int, default=0, help="ot-plan: test sample index")
     sp.add_argument("--pair", help="ot-plan: only this modality's plan, e.g. audio (default: every plan)")
     sp.add_argument("--metric", help="missing, curves: the metric to draw (default: the sweep's, else mae or acc)")
-    sp.add_argument("-o", "--output", help="PNG path")
+    sp.add_argument("-o", "--output", metavar="PATH", help="PNG path (default: a file in the run folder)")
     sp.set_defaults(func=cmd_plot)
     return p
 
@@ -271,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # third-party loggers (torch's included) show warnings only; mmcore's own show progress at INFO
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:  # records marked file_only go to train.log, not the console
+        if type(handler) is logging.StreamHandler and not any(isinstance(f, _FileOnly) for f in handler.filters):
+            handler.addFilter(_FileOnly())
     logging.getLogger("mmcore").setLevel(logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO)
     try:
         code = int(args.func(args) or 0)
@@ -287,6 +345,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # whoever read stdout went away (e.g. `mmcore list | head -1`): stop quietly
         _silence_stdout()
         return 0
+
+
+class _FileOnly(logging.Filter):
+    """Drops records logged with ``extra={"file_only": True}`` (e.g. the test metrics that the
+    command itself prints once on stdout) from the console; run folders' train.log keeps them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False)
 
 
 def _silence_stdout() -> None:

@@ -201,8 +201,14 @@ class Registry:
                 hints.append(f"hint: {name!r} comes from {dist}, which is not installed; run: pip install {dist}")
         available = self.names(kind)
         hints.append(f"available {kind}s: {', '.join(available) if available else '(none)'}")
-        plugins = [p.dist for p in self.plugins if not getattr(p, "builtin", False)]
-        hints.append(f"installed plugins: {', '.join(plugins) if plugins else '(none; only built-ins)'}")
+        installed = [p for p in self.plugins if not getattr(p, "builtin", False)]
+        working = [p.dist for p in installed if p.status == "ok"]
+        failed = [p for p in installed if p.status != "ok"]
+        hints.append(f"installed plugins: {', '.join(working) if working else '(none; only built-ins)'}")
+        if failed:  # never listed among the working ones: say which failed, and why, in one line each
+            hints.append("installed but failed to load: "
+                         + "; ".join(f"{p.dist} ({p.status.removeprefix('error: ')})" for p in failed)
+                         + " (details: mmcore plugins)")
         return hints
 
 

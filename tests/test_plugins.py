@@ -240,3 +240,17 @@ def test_a_component_that_refuses_to_build_gives_one_positioned_error(tmp_path):
     msg = str(e.value)
     assert msg.startswith(f"{p}:3:") and "could not be built: ValueError: anchor 'text'" in msg, msg
     assert not (tmp_path / "run").exists()
+
+
+def test_unknown_component_error_marks_a_plugin_that_failed_to_load(monkeypatch, tmp_path, capsys):
+    _fake(monkeypatch, FakeEntryPoint("broken", "broken", "plugins.broken_import"),
+          FakeEntryPoint("mmcore-plugin-good", "good", "plugins.good_plugin"))
+    p = tmp_path / "s.yaml"
+    p.write_text("modalities: {text: {dim: 4}}\nencoders: {default: {name: linear}}\naligner: {name: ehco}\n"
+                 "fuser: {name: mean}\nhead: {name: regression_mlp}\n")
+    code, _, err = run_cli(["validate", str(p)], capsys)
+    assert code == 2 and "unknown aligner 'ehco'" in err
+    installed = next(line for line in err.splitlines() if "installed plugins:" in line)
+    assert "mmcore-plugin-good" in installed and "broken" not in installed
+    failed = next(line for line in err.splitlines() if "failed to load" in line)
+    assert "broken (ModuleNotFoundError: No module named 'this_module_does_not_exist_anywhere')" in failed

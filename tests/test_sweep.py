@@ -105,7 +105,7 @@ def test_rerun_skips_finished_cells(swept, capsys, no_training):
     spec, out, _ = swept
     before = {p: os.stat(p).st_mtime_ns for v in VARIANTS for s in (0, 1)
               for p in [os.path.join(_cell(out, v, s), "last.pt")]}
-    code, stdout, _ = run_cli(["sweep", spec, "--set", AXIS, "--seeds", "2", "--missing-rates", "0,0.5",
+    code, stdout, _ = run_cli(["sweep", spec, "--grid", AXIS, "--seeds", "2", "--missing-rates", "0,0.5",
                                "--out", out], capsys)
     assert code == 0 and "| model.dropout=0 |" in stdout
     assert {p: os.stat(p).st_mtime_ns for p in before} == before
@@ -188,7 +188,61 @@ def test_missing_matplotlib_skips_the_plot_with_an_install_hint(swept, tmp_path,
     with caplog.at_level("WARNING", logger="mmcore.sweep"):
         res = run_sweep(spec, axes=[AXIS], seeds=2, missing_rates=RATES, out=copy)
     assert "png" not in res.paths and not os.path.exists(os.path.join(copy, "missing_rates.png"))
-    assert "pip install mmcore[plots]" in caplog.text
+    assert "mmcore[plots]" in caplog.text
+
+
+def test_a_sweep_made_with_the_old_set_axis_spelling_continues_with_grid(swept, tmp_path, capsys, no_training):
+    """Before --grid, `--set model.dropout=0,0.2 --set train.lr=0.003` was two axes (one varying); the
+    directory it made continues with `--grid model.dropout=0,0.2 --set train.lr=0.003`, nothing retrained."""
+    spec, out, _ = swept
+    copy = str(shutil.copytree(out, tmp_path / "old"))
+    manifest = _load(os.path.join(copy, "sweep.json"))
+    del manifest["cli"]  # as written before --grid existed
+    manifest["commands"] = [f"mmcore sweep {spec} --set {AXIS} --set train.lr=0.003 --seeds 2 --out {copy}"]
+    with open(os.path.join(copy, "sweep.json"), "w") as f:
+        json.dump(manifest, f)
+    code, stdout, _ = run_cli(["sweep", spec, "--grid", AXIS, "--set", "train.lr=0.003", "--seeds", "2",
+                               "--missing-rates", "0,0.5", "--out", copy], capsys)
+    assert code == 0 and "| model.dropout=0 |" in stdout
+    assert {c["status"] for c in _load(os.path.join(copy, "sweep.json"))["cells"].values()} == {"skipped"}
+    # a different grid in that directory is refused with the old command respelled for today's CLI
+    code, _, err = run_cli(["sweep", spec, "--grid", "model.dropout=0,0.3", "--out", copy], capsys)
+    assert code == 2 and f"continue it with its own command: mmcore sweep {spec} --grid {AXIS} --set" in err
+
+
+def test_sweep_set_is_a_fixed_override_and_a_list_hints_at_grid(tmp_path, capsys, no_training):
+    spec = write_spec(tmp_path)
+    code, _, err = run_cli(["sweep", spec, "--set", AXIS, "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "nothing was trained" in err
+    assert f"did you mean --grid {AXIS} (one variant per value)?" in err
+    vs = build_variants(["model.dropout=0,0.2"], None, ["train.lr=0.01"])
+    assert [v.name for v in vs] == VARIANTS and all("train.lr=0.01" in v.overrides for v in vs)
+    with pytest.raises(SweepError, match="given more than once"):
+        build_variants(["train.lr=0.1,0.2"], None, ["train.lr=0.01"])
+
+
+def test_sweep_interrupt_gives_one_instruction_the_same_command(tmp_path, monkeypatch):
+    import mmcore.sweep.run as sweep_run
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt("interrupted; continue with mmcore run x --resume")  # what a cell's run says
+
+    monkeypatch.setattr(sweep_run, "run_tasks", interrupted)
+    spec = write_spec(tmp_path)
+    out = str(tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt) as info:
+        run_sweep(spec, axes=[AXIS], seeds=1, out=out, command=["mmcore", "sweep", spec, "--grid", AXIS])
+    message = str(info.value)
+    assert "--resume" not in message and message.count("run the same command") == 1
+    assert message.endswith(f"mmcore sweep {spec} --grid {AXIS} --out {out}")
+
+
+def test_a_sweep_without_rates_names_its_plot_for_what_it_shows(swept, tmp_path):
+    from mmcore.plots.missing import summary_plot_name
+
+    assert summary_plot_name({"rates": [{"rate": 0.0}], "test": []}) == "missing_rates.png"
+    assert summary_plot_name({"rates": [], "test": [{"variant": "a"}]}) == "test_by_variant.png"
+    assert summary_plot_name({"rates": []}, "corr") == "test_by_variant_corr.png"
 
 
 def test_variant_names_come_from_the_overrides_that_vary():
@@ -205,7 +259,7 @@ def test_variant_names_come_from_the_overrides_that_vary():
 
 @pytest.mark.parametrize("axes,variants,match", [
     (["seed=0,1"], [], "use --seeds"),
-    (["train.lr=1,2", "train.lr=3"], [], "more than one axis"),
+    (["train.lr=1,2", "train.lr=3"], [], "given more than once"),
     ([], ["a:train.lr=1", "a:train.lr=2"], "two variants have the name 'a'"),
     (["train.lr"], [], "expected KEY=VALUE"),
     (["train.lr=[1,"], [], "not valid YAML"),

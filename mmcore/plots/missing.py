@@ -70,6 +70,13 @@ def _metric_or_error(metric: str, available: set[str], where: str) -> str:
                           + f"  metrics available: {', '.join(sorted(available)) or '(none)'}")
 
 
+def summary_plot_name(summary: dict[str, Any], metric: str | None = None) -> str:
+    """The file name of a sweep summary's plot, named for what it shows: ``missing_rates.png``
+    (metric vs missing rate) or, for a sweep without rates, ``test_by_variant.png`` (bars)."""
+    stem = "missing_rates" if summary.get("rates") else "test_by_variant"
+    return f"{stem}{'_' + metric if metric else ''}.png"
+
+
 def plot_summary(summary: dict[str, Any], path: str, metric: str | None = None, where: str = "summary.json") -> str:
     """Draw a sweep summary (the dict of ``summary.json``): lines over rates, or bars without rates."""
     metric = metric or summary.get("metric")
@@ -100,7 +107,8 @@ def plot_missing(directory: str, metric: str | None = None, output: str | None =
     out = output or os.path.join(directory, f"missing_rates{'_' + metric if metric else ''}.png")
     if os.path.exists(summary):
         with open(summary) as f:
-            return plot_summary(json.load(f), out, metric, summary)
+            data = json.load(f)
+        return plot_summary(data, output or os.path.join(directory, summary_plot_name(data, metric)), metric, summary)
     if not os.path.exists(table):
         raise MmcoreUserError(f"{directory}: error: nothing to plot: no summary.json (a sweep directory) and no "
                               "missing_rates.json (a run evaluated across rates)\n"

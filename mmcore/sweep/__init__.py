@@ -1,8 +1,9 @@
 """Sweeps: a grid of variants x seeds (x missing rates), trained resumably, then tabulated and plotted.
 
-``mmcore sweep SPEC --set aligner.name=relaxed_ot,identity --seeds 5 --missing-rates 0,0.3,0.5``
+``mmcore sweep SPEC --grid aligner.name=relaxed_ot,identity --seeds 5 --missing-rates 0,0.3,0.5``
 trains every cell into ``OUT/cells/<variant>/seed<k>/`` (a normal run directory), records the
-grid in ``OUT/sweep.json`` and writes ``OUT/summary.{md,csv,json}`` and ``OUT/missing_rates.png``.
+grid in ``OUT/sweep.json`` and writes ``OUT/summary.{md,csv,json}`` and a plot:
+``OUT/missing_rates.png`` (metric vs rate) or, without rates, ``OUT/test_by_variant.png``.
 See docs/sweeps.md.
 """
 
@@ -12,8 +13,9 @@ from .grid import Cell as Cell
 from .grid import SweepError as SweepError
 from .grid import Variant as Variant
 from .grid import build_variants as build_variants
+from .run import SweepInterrupted as SweepInterrupted
 from .run import SweepResult as SweepResult
 from .run import run_sweep as run_sweep
 from .run import sweep_from_cli as sweep_from_cli
 
-__all__ = ["Cell", "SweepError", "SweepResult", "Variant", "build_variants", "run_sweep", "sweep_from_cli"]
+__all__ = ["Cell", "SweepError", "SweepInterrupted", "SweepResult", "Variant", "build_variants", "run_sweep", "sweep_from_cli"]

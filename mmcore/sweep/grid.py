@@ -1,9 +1,14 @@
-"""Sweep grids: ``--set KEY=V1,V2`` axes and named ``--variant``\\s, crossed with seeds (torch-free).
+"""Sweep grids: ``--grid KEY=V1,V2`` axes and named ``--variant``\\s, crossed with seeds (torch-free).
 
 A *variant* is a named list of ``KEY=VALUE`` overrides; a *cell* is a variant at one seed. Axes
-given with ``--set`` are crossed with each other and with the ``--variant``\\s (an axis with one
-value is a fixed override applied to every cell and does not appear in the names). Every
-cell's spec is validated before anything trains; all invalid cells are reported at once.
+given with ``--grid`` are crossed with each other and with the ``--variant``\\s. ``--set KEY=VALUE``
+is a fixed override of every cell, as in ``mmcore run`` (the value is never split at commas);
+neither an axis with one value nor a ``--set`` appears in the variant names. Every cell's spec
+is validated before anything trains; all invalid cells are reported at once.
+
+Why ``--grid`` (earlier versions spelled axes ``--set KEY=V1,V2``): one option name keeps one
+meaning across commands. The variant names and resolved specs are unchanged, so a sweep
+directory made with the old spelling continues under the new one.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from ..spec import ResolvedSpec
 from ..spec.validate import validate_data
 from ..spec.yaml_source import Source, apply_overrides, load_yaml
 
-BASE_NAME = "base"  # the variant name when neither --set axes nor --variant give one
+BASE_NAME = "base"  # the variant name when neither --grid axes nor --variant give one
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._=+,-]+")
 _MAX_SLUG = 80
 
@@ -106,14 +111,20 @@ def _check_override(item: str, flag: str) -> tuple[str, str]:
 
 
 def parse_axis(text: str) -> tuple[str, list[str]]:
-    """``--set KEY=V1,V2`` -> (KEY, ["V1", "V2"]); commas inside brackets or quotes do not split."""
-    key, value = _check_override(text, "--set")
+    """``--grid KEY=V1,V2`` -> (KEY, ["V1", "V2"]); commas inside brackets or quotes do not split."""
+    key, value = _check_override(text, "--grid")
     values = [v.strip() for v in split_top_level(value, ",")]
     if any(v == "" for v in values) and len(values) > 1:
-        raise SweepError(f"command line (--set {text}): error: empty value in the list {value!r}")
+        raise SweepError(f"command line (--grid {text}): error: empty value in the list {value!r}")
     for v in values:
-        _check_override(f"{key}={v}", "--set")
+        _check_override(f"{key}={v}", "--grid")
     return key, values
+
+
+def looks_like_axis(item: str) -> bool:
+    """True if a ``--set KEY=VALUE`` value is a top-level comma list (an axis in earlier versions of sweep)."""
+    _, _, value = item.partition("=")
+    return len(split_top_level(value, ",")) > 1
 
 
 def parse_variant(text: str) -> Variant:
@@ -131,18 +142,21 @@ def parse_variant(text: str) -> Variant:
     return Variant(name or ",".join(overrides) or BASE_NAME, overrides)
 
 
-def build_variants(axes: list[str] | None, variants: list[str] | None) -> list[Variant]:
-    """The sweep's variants: each ``--variant`` (or one unnamed base) crossed with the ``--set`` axes.
+def build_variants(axes: list[str] | None, variants: list[str] | None,
+                   fixed: list[str] | None = None) -> list[Variant]:
+    """The sweep's variants: each ``--variant`` (or one unnamed base) crossed with the ``--grid`` axes.
 
-    Overrides apply in this order (later wins): the variant's, then the axes'.
-    Raises: SweepError for malformed items, duplicate axis keys, or two variants with one name.
+    ``fixed`` are ``--set KEY=VALUE`` overrides of every cell (one value each, never split).
+    Overrides apply in this order (later wins): the variant's, the fixed ones, then the axes'.
+    Raises: SweepError for malformed items, a key given twice, or two variants with one name.
     """
-    parsed_axes = [parse_axis(a) for a in axes or ()]
+    parsed_fixed = [(key, [value.strip()]) for key, value in (_check_override(f, "--set") for f in fixed or ())]
+    parsed_axes = parsed_fixed + [parse_axis(a) for a in axes or ()]
     keys = [k for k, _ in parsed_axes]
     dup = sorted({k for k in keys if keys.count(k) > 1})
     if dup:
-        raise SweepError(f"command line (--set): error: {', '.join(dup)} given as more than one axis\n"
-                         f"  hint: list every value in one axis: --set {dup[0]}=V1,V2")
+        raise SweepError(f"command line (--set/--grid): error: {', '.join(dup)} given more than once\n"
+                         f"  hint: list every value in one axis: --grid {dup[0]}=V1,V2")
     bases = [parse_variant(v) for v in variants or ()] or [None]
     combos = list(itertools.product(*[[(f"{k}={v}", len(vals) > 1) for v in vals] for k, vals in parsed_axes]))
     out: list[Variant] = []

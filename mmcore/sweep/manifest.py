@@ -7,20 +7,27 @@ latest outcome. A rerun continues the sweep when its variants resolve to the sam
 changing ``--seeds`` or ``--missing-rates`` is allowed (new seeds train new cells, new rates
 are evaluated on finished cells without retraining). Anything else is a different grid and
 is refused, naming what differs.
+
+``cli``: the command-line spelling of ``commands``. Manifests without it were written before
+sweeps had ``--grid``, when ``--set KEY=V1,V2`` was a grid axis; commands shown from them are
+respelled with ``--grid`` (the recorded ones stay as they ran). Their variants resolve as
+before, so such a sweep continues under the new spelling.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from typing import Any
 
 from ..spec import ResolvedSpec
-from .grid import SweepError, Variant
+from .grid import SweepError, Variant, looks_like_axis
 
 MANIFEST = "sweep.json"
 FORMAT = 1
+CLI = 2  # 2: grid axes are --grid, --set is a fixed override (1, or no "cli" key: --set KEY=V1,V2 was an axis)
 _IGNORED_KEYS = ("seed", "output_dir")  # vary per cell / do not affect a cell's result
 
 
@@ -74,6 +81,17 @@ def grid_differences(old: dict[str, Any], records: list[dict[str, Any]]) -> list
     return lines
 
 
+def current_spelling(command: str, cli: int) -> str:
+    """A recorded sweep command as it is written now: ``--set KEY=V1,V2`` of a ``cli`` 1 manifest -> ``--grid``."""
+    if cli >= CLI:
+        return command
+    argv = shlex.split(command)
+    for i in range(1, len(argv)):
+        if argv[i - 1] == "--set" and looks_like_axis(argv[i]):
+            argv[i - 1] = "--grid"
+    return shlex.join(argv)
+
+
 def open_manifest(out: str, spec_path: str, records: list[dict[str, Any]], seeds: list[int],
                   rates: list[float], command: str) -> dict[str, Any]:
     """Check ``out`` against this invocation and return the manifest to write.
@@ -87,11 +105,11 @@ def open_manifest(out: str, spec_path: str, records: list[dict[str, Any]], seeds
         if os.path.isdir(out) and os.listdir(out):
             raise SweepError(f"{out}: error: the directory is not empty and holds no {MANIFEST}\n"
                              "  hint: a sweep needs its own directory; choose another --out")
-        return {"format": FORMAT, "spec": spec_path, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        return {"format": FORMAT, "cli": CLI, "spec": spec_path, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "commands": [command], "seeds": seeds, "missing_rates": rates, "variants": records, "cells": {}}
     diff = grid_differences(old, records)
     if diff:
-        first = (old.get("commands") or ["(unknown)"])[0]
+        first = current_spelling((old.get("commands") or ["(unknown)"])[0], old.get("cli", 1))
         raise SweepError("\n".join([f"{path}: error: this directory holds a sweep of a different grid",
                                     *("  " + d for d in diff),
                                     f"  hint: continue it with its own command: {first}",

@@ -9,14 +9,16 @@ import time
 from dataclasses import dataclass, field
 
 from ..metrics import METRIC_MODES
-from .grid import Cell, SweepError, build_variants, resolve_cells
+from .grid import Cell, SweepError, build_variants, looks_like_axis, resolve_cells
 from .manifest import open_manifest, variant_record, write_manifest
 from .runner import CellOutcome, CellTask, cell_state, read_test, run_tasks
 from .summary import Summary, collect, default_metric, format_markdown, write_summary
 
 log = logging.getLogger("mmcore.sweep")
 
-PLOT_FILE = "missing_rates.png"
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; the message says what was kept and the one command that continues it."""
 
 
 @dataclass
@@ -51,10 +53,11 @@ def _check_args(seeds: int, jobs: int, metric: str | None) -> None:
 def run_sweep(spec: str, *, axes: list[str] | None = None, variants: list[str] | None = None, seeds: int = 3,
               missing_rates: list[float] | None = None, out: str | None = None, data: str | None = None,
               jobs: int = 1, metric: str | None = None, epochs: int | None = None,
-              command: list[str] | None = None) -> SweepResult:
+              command: list[str] | None = None, overrides: list[str] | None = None) -> SweepResult:
     """Train every (variant, seed) cell of a grid into ``out`` and summarise it.
 
-    Args: spec — YAML path; axes — ``KEY=V1,V2`` items; variants — ``NAME:KEY=V;KEY=V`` items;
+    Args: spec — YAML path; axes — ``KEY=V1,V2`` items (``--grid``); variants — ``NAME:KEY=V;KEY=V`` items;
+    overrides — ``KEY=VALUE`` items applied to every cell (``--set``);
     seeds — seeds 0..seeds-1; missing_rates — evaluate test across these after training;
     out — sweep directory (resumable); data — data file for every cell; jobs — parallel
     processes; metric — the table's and plot's metric; epochs — ``train.epochs`` of every cell;
@@ -66,10 +69,18 @@ def run_sweep(spec: str, *, axes: list[str] | None = None, variants: list[str] |
 
     _check_args(seeds, jobs, metric)
     rates = list(missing_rates or [])
-    grid = build_variants(axes, variants)
+    grid = build_variants(axes, variants, overrides)
     base = (data_overrides(data) if data else []) + ([f"train.epochs={epochs}"] if epochs is not None else [])
     seed_list = list(range(seeds))
-    resolved = resolve_cells(spec, base, grid, seed_list)
+    try:
+        resolved = resolve_cells(spec, base, grid, seed_list)
+    except SweepError as e:
+        lists = [o for o in overrides or () if looks_like_axis(o)]
+        if not lists:
+            raise
+        # earlier versions made sweep's --set KEY=V1,V2 a grid axis; it is now a fixed override, as in mmcore run
+        raise SweepError(f"{e}\n  hint: --set {lists[0]} sets one value, the whole list; "
+                         f"did you mean --grid {lists[0]} (one variant per value)?") from None
     if out is None:
         stem = os.path.splitext(os.path.basename(spec))[0]
         first = resolved[Cell(grid[0], 0)].spec
@@ -110,7 +121,11 @@ def run_sweep(spec: str, *, axes: list[str] | None = None, variants: list[str] |
         outcomes.append(o)
     tasks = [CellTask(c.key, c.variant.name, c.seed, c.run_dir(out), resolved[c].to_data(),
                       f"{spec} [{c.key}]", tuple(rates), progress=jobs == 1) for c in todo]
-    outcomes += run_tasks(tasks, jobs, report, {c.key: resolved[c] for c in todo})
+    try:
+        outcomes += run_tasks(tasks, jobs, report, {c.key: resolved[c] for c in todo})
+    except KeyboardInterrupt:  # replaces a cell's own "mmcore run --resume" advice: the sweep resumes its cells
+        raise SweepInterrupted(f"sweep interrupted: finished cells are kept in {out} and interrupted ones continue "
+                               f"from their last finished epoch; run the same command again: {shlex.join(argv)}") from None
 
     manifest["cells"].update({o.key: o.as_json() for o in outcomes})
     write_manifest(out, manifest)
@@ -127,15 +142,16 @@ def run_sweep(spec: str, *, axes: list[str] | None = None, variants: list[str] |
 
 
 def _plot(out: str, summary: Summary) -> str | None:
-    from ..plots._mpl import PlotDependencyError
-    from ..plots.missing import plot_summary
+    from ..plots._mpl import INSTALL_HINT, PlotDependencyError
+    from ..plots.missing import plot_summary, summary_plot_name
 
     if not summary.test and not summary.rates:
         return None
+    name = summary_plot_name(summary.as_json())
     try:
-        return plot_summary(summary.as_json(), os.path.join(out, PLOT_FILE))
+        return plot_summary(summary.as_json(), os.path.join(out, name))
     except PlotDependencyError:
-        log.warning("skipping %s: matplotlib is not installed (pip install mmcore[plots])", PLOT_FILE)
+        log.warning("skipping %s: matplotlib is not installed (%s)", name, INSTALL_HINT)
         return None
 
 
@@ -144,6 +160,8 @@ def command_line(args) -> list[str]:
     argv = ["mmcore", "sweep", args.spec]
     for s in args.set or ():
         argv += ["--set", s]
+    for g in args.grid or ():
+        argv += ["--grid", g]
     for v in args.variant or ():
         argv += ["--variant", v]
     argv += ["--seeds", str(args.seeds)]
@@ -158,14 +176,10 @@ def command_line(args) -> list[str]:
 def sweep_from_cli(args) -> int:
     from ..train.run import parse_rates
 
-    try:
-        result = run_sweep(args.spec, axes=args.set, variants=args.variant, seeds=args.seeds,
-                           missing_rates=parse_rates(args.missing_rates), out=args.out, data=args.data,
-                           jobs=args.jobs, metric=args.metric, epochs=args.epochs, command=command_line(args))
-    except KeyboardInterrupt:
-        log.warning("sweep interrupted: finished cells and checkpoints are kept; rerun the same command "
-                    "(with --out) to continue")
-        raise
+    result = run_sweep(args.spec, axes=args.grid, variants=args.variant, seeds=args.seeds,
+                       missing_rates=parse_rates(args.missing_rates), out=args.out, data=args.data,
+                       jobs=args.jobs, metric=args.metric, epochs=args.epochs, command=command_line(args),
+                       overrides=args.set)
     return _print_result(result)
 
 

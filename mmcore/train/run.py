@@ -3,7 +3,8 @@
 A run directory holds ``spec.yaml`` (the resolved spec, every default filled in),
 ``metrics.jsonl``/``metrics.csv`` (per epoch), ``last.pt`` (resume), ``best.pt`` (selected on
 validation), ``results.json`` (test metrics of the selected model and the train-mean baseline),
-``train.log``, and ``missing_rates.csv``/``.json`` when evaluated across rates.
+``train.log``, and ``missing_rates.csv``/``.json`` when evaluated across rates (``missing_rates_valid.*``
+for ``mmcore eval --split valid``).
 """
 
 from __future__ import annotations
@@ -84,11 +85,15 @@ def evaluate_rates(trainer, rates: list[float], split: str = "test") -> list[dic
     return sweep_rates(proto, rates, lambda p: trainer.evaluate(split, p))
 
 
-def write_rate_table(run_dir: str, rows: list[dict[str, float]], split: str) -> None:
-    write_json(os.path.join(run_dir, "missing_rates.json"), {"split": split, "rows": rows})
+def write_rate_table(run_dir: str, rows: list[dict[str, float]], split: str) -> list[str]:
+    """``missing_rates.{json,csv}`` in ``run_dir`` (``missing_rates_valid.*`` for the valid split, so test's
+    table, the one ``mmcore plot missing`` draws, is never replaced); returns the paths written."""
+    stem = os.path.join(run_dir, "missing_rates" if split == "test" else f"missing_rates_{split}")
+    write_json(stem + ".json", {"split": split, "rows": rows})
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    atomic_write_text(os.path.join(run_dir, "missing_rates.csv"),
+    atomic_write_text(stem + ".csv",
                       "\n".join([",".join(cols)] + [",".join(f"{r.get(c, '')}" for c in cols) for r in rows]) + "\n")
+    return [stem + ".csv", stem + ".json"]
 
 
 def train_run(rs: ResolvedSpec, run_dir: str | None = None, *, resume: bool = False, progress: bool = True,
@@ -140,8 +145,8 @@ def _train(rs: ResolvedSpec, run_dir: str | None, env: DistEnv, *, resume: bool,
             rows = evaluate_rates(trainer, missing_rates)
             results["missing_rates"] = rows
             if env.is_main:
-                write_rate_table(run_dir, rows, "test")
-                log.info("test across missing rates:\n%s", format_rate_table(rows))
+                paths = write_rate_table(run_dir, rows, "test")
+                log.info("test across missing rates (wrote %s):\n%s", ", ".join(paths), format_rate_table(rows))
         results["run_dir"] = run_dir
         finished = True
         return results
@@ -269,8 +274,9 @@ def eval_from_cli(args) -> int:
             return 0
     if rates:
         rows = evaluate_rates(trainer, rates, args.split)
-        write_rate_table(args.run_dir, rows, args.split)
+        paths = write_rate_table(args.run_dir, rows, args.split)
         print(format_rate_table(rows))
+        print(f"wrote {', '.join(paths)}")
     else:
         print(json.dumps(trainer.evaluate(args.split), indent=2))
     return 0

@@ -225,7 +225,7 @@ class Trainer:
         rows = real_rows(len(split), per_rank, env.rank, env.world_size)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
-        bar = _progress(len(rows), f"epoch {epoch + 1}/{t.epochs} [{phase.name}]", self.progress)
+        bar = _progress(len(rows), f"epoch {epoch + 1}/{t.epochs} (phase {phase.name})", self.progress)
         batches = iterate_batches(split, per_rank, shuffle=True, generator=g, rank=env.rank, world_size=env.world_size)
         for batch, (mine, everyone) in zip(batches, rows, strict=True):
             if 0 < mine < batch.batch_size:  # drop the sampler's padding repeats: those rows would count twice
@@ -372,7 +372,9 @@ class Trainer:
                                                             "epoch": epoch + 1, "score": score, "spec": self.rs.to_data()})
                 save_checkpoint(self._path("last.pt"), self._payload(rng_ranks))
                 self._write_metrics(record)
-            log.info("epoch %d/%d [%s] train %s | valid %s%s (%.1fs)", epoch + 1, t.epochs, phase.name,
+            # "phase": the training phase (mmcore.phases) this epoch ran; "train" unless the model declares
+            # others (e.g. warm-up); "*" marks a new best on validation
+            log.info("epoch %d/%d (phase %s) train %s | valid %s%s (%.1fs)", epoch + 1, t.epochs, phase.name,
                      _fmt(train_terms), _fmt({k: v for k, v in val.items() if k in (self.metric, "loss", "mae", "corr", "acc")}),
                      " *" if improved else "", record["seconds"])
             if self.state.stopped_early:
@@ -402,7 +404,8 @@ class Trainer:
         if self.env.is_main:
             write_json(self._path("results.json"), results)
             _close_tensorboard(self.run_dir)
-        log.info("test (best epoch %s): %s", self.state.best_epoch, _fmt(test))
+        # file_only: the CLI prints the test metrics once on stdout; train.log still records them
+        log.info("test (best epoch %s): %s", self.state.best_epoch, _fmt(test), extra={"file_only": True})
         return results
 
     def _alignment(self, split: str) -> dict[str, Any] | None:

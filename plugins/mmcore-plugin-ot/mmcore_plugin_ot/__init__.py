@@ -1,6 +1,6 @@
 """mmcore-plugin-ot: optimal-transport alignment for mmcore (AlignMamba, DecAlign, MM-Align parts).
 
-Registered components (see the README): aligners ``relaxed_ot``, ``sinkhorn``, ``gmm_prototype_ot``
+Registered components (see the README): aligners ``relaxed_ot``, ``sinkhorn``, ``order_ot``, ``gmm_prototype_ot``
 and the loss ``mmd``; the hook lives in :mod:`mmcore_plugin_ot.plugin`.
 
 The kernels are re-exported here but imported on first attribute access (PEP 562), so importing
@@ -29,6 +29,8 @@ _EXPORTS = {
     "bures_wasserstein_squared_diag": "gaussian",
     "spd_sqrt": "gaussian",
     "uniform_weights": "_masks",
+    "MonotoneResult": "monotone",
+    "monotone_marginals": "monotone",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -41,6 +43,8 @@ if TYPE_CHECKING:  # what static tools see; at runtime __getattr__ below imports
     from .mmd import median_sigma as median_sigma
     from .mmd import mmd2 as mmd2
     from .mmd import mmd2_pooled as mmd2_pooled
+    from .monotone import MonotoneResult as MonotoneResult
+    from .monotone import monotone_marginals as monotone_marginals
     from .multimarginal import MultiMarginalResult as MultiMarginalResult
     from .multimarginal import multimarginal_sinkhorn_plan as multimarginal_sinkhorn_plan
     from .sinkhorn import ConvergenceWarning as ConvergenceWarning

@@ -194,3 +194,28 @@ class GmmPrototypeOTParams(ComponentParams):
                                        f"{self.num_prototypes}^{M}-cell multi-marginal plan (> {MAX_JOINT_CELLS:.0e}); "
                                        "lower num_prototypes")]
         return []
+
+
+class OrderOTParams(ComponentParams):
+    """Order-aware relaxed OT: frame-to-token marginals of a soft monotone alignment (content + order)."""
+
+    modality_fields: ClassVar[tuple[str, ...]] = ("anchor",)
+
+    anchor: str = Anchor
+    cost: Literal["cosine", "sqeuclidean"] = Field(
+        "cosine", description="cosine: 1 - cos(x_i, y_j) in [0, 2]; sqeuclidean: ||x_i - y_j||^2 / d.")
+    reg: float = Field(0.1, gt=0, description="Temperature epsilon of the content term (path score -C/epsilon), in "
+                                              "cost units, as sinkhorn's reg.")
+    order: float = Field(10.0, ge=0, description="Order strength lambda: nats charged per skipped anchor token or "
+                                                  "step back. 0 = content only (the entropic relaxed-OT plan); "
+                                                  "large = left-to-right paths only.")
+    learn_order: bool = Field(False, description="Learn lambda (as log lambda, starting at order; needs order > 0).")
+    normalize: Literal["paper", "barycentric"] = Field(
+        "barycentric", description="barycentric: each anchor token gets the mean of its frames, weighted by the "
+                                   "plan; paper: P X_m as relaxed_ot's Eq. 6 (a sum scaled by 1/T_m).")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.learn_order and self.order <= 0:
+            raise ValueError("learn_order learns log(order), so order must be > 0; set order: 1.0 or learn_order: false")
+        return self

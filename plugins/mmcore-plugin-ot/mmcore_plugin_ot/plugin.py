@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mmcore import hookimpl, lazy
 
-from .params import GmmPrototypeOTParams, MMDParams, RelaxedOTParams, SinkhornParams
+from .params import GmmPrototypeOTParams, MMDParams, OrderOTParams, RelaxedOTParams, SinkhornParams
 
 _PKG = "mmcore_plugin_ot"
 
@@ -13,6 +13,7 @@ _PKG = "mmcore_plugin_ot"
 def register_components(register):
     register("aligner", "relaxed_ot", lazy(f"{_PKG}.relaxed_ot", "RelaxedOTAligner"), RelaxedOTParams)
     register("aligner", "sinkhorn", lazy(f"{_PKG}.sinkhorn_aligner", "SinkhornAligner"), SinkhornParams)
+    register("aligner", "order_ot", lazy(f"{_PKG}.order_ot", "OrderOTAligner"), OrderOTParams)
     register("aligner", "gmm_prototype_ot", lazy(f"{_PKG}.gmm_prototype_ot", "GmmPrototypeOTAligner"),
              GmmPrototypeOTParams,
              # DecAlign Eq. 13: L_task + L_dec + α L_hete + β L_homo, α = β = 0.05 (§4.3); L_hete = OT + calibration

@@ -9,10 +9,11 @@ from mmcore.testing import check_component, check_hook_imports_no_torch, check_p
 
 PROVIDER = "mmcore-plugin-ot"
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
-EXPECTED = {("aligner", "relaxed_ot"), ("aligner", "sinkhorn"), ("aligner", "gmm_prototype_ot"), ("loss", "mmd")}
+EXPECTED = {("aligner", "relaxed_ot"), ("aligner", "sinkhorn"), ("aligner", "order_ot"), ("aligner", "gmm_prototype_ot"),
+            ("loss", "mmd")}
 
 
-def test_plugin_registers_its_four_components():
+def test_plugin_registers_its_five_components():
     assert set(contract_cases(provider=PROVIDER)) == EXPECTED
 
 
