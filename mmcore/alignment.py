@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import capabilities
 from .errors import MmcoreUserError
 
 __all__ = ["AlignmentUnavailable", "plan_scores", "proportional_plan", "aggregate", "evaluate_alignment",
@@ -105,10 +106,10 @@ def aggregate(sums: dict[str, dict[str, float]]) -> dict[str, Any]:
 def _aligner_plans(aligner) -> tuple[str, Any]:
     """(anchor, bound alignment_plans) of an aligner that exposes them; AlignmentUnavailable otherwise."""
     name = type(aligner).__name__
-    if not callable(getattr(aligner, "alignment_plans", None)) or not isinstance(getattr(aligner, "anchor", None), str):
+    if capabilities.alignment_plans(aligner) is None or capabilities.anchor(aligner) is None:
         raise AlignmentUnavailable(f"the aligner ({name}) exposes no alignment plans (alignment_plans() and anchor), "
-                                   "so there is nothing to score; aligners that do: relaxed_ot, sinkhorn, "
-                                   "gmm_prototype_ot (reference: mmcore)")
+                                   "so there is nothing to score; aligners that do: relaxed_ot, sinkhorn, order_ot, "
+                                   "gmm_prototype_ot (reference: mmcore); `mmcore plot ot-plan` lists the installed ones")
     return aligner.anchor, aligner.alignment_plans
 
 
@@ -133,8 +134,7 @@ def evaluate_alignment(model, data, split: str = "test", *, batch_size: int = 64
         raise AlignmentUnavailable(f"the aligner's anchor {anchor!r} has no ground truth in this dataset "
                                    f"(truth for {sorted(truth)})")
     model.eval()
-    if hasattr(model, "set_step"):
-        model.set_step("eval", "eval")
+    capabilities.set_step(model, "eval", "eval")
     sums: dict[str, dict[str, float]] = {}
     for batch in iterate_batches(sp, batch_size):
         batch = batch.to(device)

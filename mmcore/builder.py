@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+from . import capabilities
 from .errors import SpecError, SpecIssue
 from .pipeline import Pipeline
 from .protocols import BuildContext, ModalityInfo
@@ -83,7 +84,7 @@ def build(spec, data_info=None) -> Pipeline:
     encoders = {m: make(f"encoders.{m}", replace(ctx, modality=m, in_dim=info.dim)) for m, info in mods.items()}
     imputer = make("imputer", ctx) if "imputer" in rs.parts else None
     aligner = make("aligner", ctx)
-    streams = getattr(aligner, "output_streams", None) or list(mods)
+    streams = capabilities.output_streams(aligner, list(mods))
     fuse_ctx = replace(ctx, modalities={s: mods.get(s, ModalityInfo(s, ctx.d_model, 0)) for s in streams})
     fuser = make("fuser", fuse_ctx)
     head = make("head", replace(ctx, in_dim=fuser.out_dim))

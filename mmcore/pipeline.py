@@ -7,6 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from . import capabilities
 from .batch import Batch
 from .functional import zero_invalid
 from .phases import Phase, Step
@@ -70,7 +71,7 @@ class Pipeline(nn.Module):
             imp = self.imputer(seqs, batch)
             seqs = imp.seqs
             _merge(aux, imp.aux)
-        kw = {"missing": {m: batch.missing[m] for m in seqs}} if getattr(self.aligner, "accepts_missing", False) else {}
+        kw = {"missing": {m: batch.missing[m] for m in seqs}} if capabilities.accepts_missing(self.aligner) else {}
         al = self.aligner(seqs, {m: batch.valid[m] for m in seqs}, **kw)
         _merge(aux, al.aux)
         fu = self.fuser(al.seqs, al.valid)
@@ -99,7 +100,7 @@ class Pipeline(nn.Module):
 
     def training_phases(self, epochs: int) -> tuple[Phase, ...] | None:
         """Phases declared by a component (at most one may declare them), else None."""
-        found = [(k, c.training_phases(epochs)) for k, c in self.components().items() if hasattr(c, "training_phases")]
+        found = [(k, capabilities.training_phases(c, epochs)) for k, c in self.components().items()]
         found = [(k, ph) for k, ph in found if ph]
         if len(found) > 1:
             raise ValueError(f"several components declare training phases ({', '.join(k for k, _ in found)}); "
@@ -108,8 +109,7 @@ class Pipeline(nn.Module):
 
     def set_step(self, phase: str, step: str) -> None:
         for c in self.components().values():
-            if hasattr(c, "set_step"):
-                c.set_step(phase, step)
+            capabilities.set_step(c, phase, step)
 
 
 def _merge(aux: dict[str, Tensor], new: dict[str, Tensor]) -> None:

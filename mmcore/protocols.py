@@ -80,7 +80,9 @@ class Aligner(Protocol):
     """Encoded sequences -> aligned sequences (+ aux losses).
 
     An aligner with the class attribute ``accepts_missing = True`` is called with the extra keyword
-    ``missing={m: (B,) bool}`` (True = modality absent for that row)."""
+    ``missing={m: (B,) bool}`` (True = modality absent for that row). Every optional capability
+    (``accepts_missing``, ``output_streams``, ``anchor``, ``alignment_plans``, ...) is declared in
+    :mod:`mmcore.capabilities`."""
 
     def forward(self, seqs: dict[str, "Tensor"], valid: dict[str, "Tensor"]) -> AlignerOutput: ...
 

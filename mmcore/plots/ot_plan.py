@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import capabilities
 from ..errors import MmcoreUserError, PluginError
 from ._mpl import new_figure, save
 
@@ -42,13 +43,13 @@ def aligners_with_plans(registry) -> tuple[list[str], list[str]]:
         except ImportError:  # a lazily imported plugin class that fails to import: say so, do not guess
             unknown.append(entry.name)
             continue
-        if callable(getattr(cls, PROTOCOL, None)):
+        if capabilities.alignment_plans(cls) is not None:
             have.append(entry.name)
     return have, unknown
 
 
 def _unsupported(name: str, registry) -> MmcoreUserError:
-    from ..registry import KNOWN_PROVIDERS
+    from ..registry import KNOWN_PROVIDERS, install_hint
 
     have, unknown = aligners_with_plans(registry)
     hints = [f"aligners installed here that expose plans: {', '.join(have) if have else '(none)'}"]
@@ -56,7 +57,7 @@ def _unsupported(name: str, registry) -> MmcoreUserError:
                 if k == "aligner" and dist == "mmcore-plugin-ot" and registry.find("aligner", n) is None)
     if ot:
         hints.append(f"the OT aligners of mmcore-plugin-ot ({', '.join(ot)}) implement it; "
-                     "run: pip install mmcore-plugin-ot")
+                     f"run: {install_hint('mmcore-plugin-ot')}")
     if unknown:
         hints.append(f"could not import (not checked): {', '.join(unknown)}")
     hints.append(f"an aligner shows plans by implementing {PROTOCOL}(self) -> {{modality: (B, T_anchor, T_m)}}; "
@@ -78,7 +79,7 @@ def sample_plans(run_dir: str, sample: int, pair: str | None = None) -> tuple[st
     trainer = load_run(run_dir)
     name = trainer.spec.aligner.name
     aligner = trainer.model.aligner
-    if not callable(getattr(aligner, PROTOCOL, None)):
+    if capabilities.alignment_plans(aligner) is None:
         raise _unsupported(name, trainer.rs.registry or _registry())
     split = trainer.data.split("test")
     if not 0 <= sample < len(split):
@@ -100,7 +101,7 @@ def sample_plans(run_dir: str, sample: int, pair: str | None = None) -> tuple[st
                                   f"{', '.join(plans)} only")
         plans = {pair: plans[pair]}
     mods = list(trainer.spec.modalities)
-    anchor = getattr(aligner, "anchor", None)
+    anchor = capabilities.anchor(aligner)
     if anchor is None:  # the one modality without a plan is the one the others are aligned to
         rest = [m for m in mods if m not in all_plans]
         anchor = rest[0] if len(rest) == 1 else None

@@ -32,9 +32,10 @@ import torch
 import yaml
 from torch import Tensor
 
+from .. import capabilities
 from ..batch import Batch
 from ..protocols import AlignerOutput, BuildContext, FuserOutput, ImputerOutput, ModalityInfo, PipelineState
-from ..registry import Registry, get_registry
+from ..registry import BUILTIN_PROVIDER, Registry, get_registry
 
 D_MODEL = 16
 LENGTHS = {"text": 7, "audio": 5, "vision": 6}
@@ -108,7 +109,7 @@ def _run(kind: str, module, batch: Batch, seqs: dict[str, Tensor], valid: dict[s
         m = ctx.modality
         return [module(batch.features[m], batch.valid[m])], {}, [batch.valid[m]]
     if kind == "aligner":
-        kw = {"missing": dict(batch.missing)} if getattr(module, "accepts_missing", False) else {}
+        kw = {"missing": dict(batch.missing)} if capabilities.accepts_missing(module) else {}
         out = module(seqs, valid, **kw)
         if not isinstance(out, AlignerOutput):
             _fail(kind, name, "output type", f"must return AlignerOutput, got {type(out).__name__}")
@@ -156,7 +157,7 @@ def check_junk_padding(kind: str, name: str, junk: float, *, lengths: dict[str, 
     registry = registry or get_registry()
     entry = registry.get(kind, name)
     cls = entry.load()
-    if "padding_nan" in getattr(cls, "contract_skip", {}):
+    if "padding_nan" in capabilities.contract_skip(cls):
         return
     lengths = lengths or LENGTHS
     ctx = tiny_context(modalities={m: ModalityInfo(m, DIMS[m], lengths[m], "unk" if m == "text" else "zero")
@@ -169,7 +170,7 @@ def check_junk_padding(kind: str, name: str, junk: float, *, lengths: dict[str, 
     seqs, valid = _encoded(batch, torch.Generator().manual_seed(seed))
     T = max(lengths.values())
     _check_junk_padding(kind, name, module, batch, seqs, valid, ctx, junk,
-                        dict(getattr(cls, "contract_no_grad", {})), T)
+                        capabilities.contract_no_grad(cls), T)
 
 
 def _check_junk_padding(kind, name, module, batch, seqs, valid, ctx, junk: float, no_grad, T: int) -> None:
@@ -213,7 +214,7 @@ def check_documented(kind: str, name: str, registry: Registry | None = None) -> 
     from importlib import metadata
 
     entry = (registry or get_registry()).get(kind, name)
-    if entry.provider == "mmcore":
+    if entry.provider == BUILTIN_PROVIDER:
         return
     try:
         meta = metadata.metadata(entry.provider)
@@ -242,8 +243,11 @@ def check_component(kind: str, name: str, registry: Registry | None = None, *, s
     if kind == "dataset":
         return
     cls = entry.load()
-    skip = dict(getattr(cls, "contract_skip", {}))
-    no_grad = dict(getattr(cls, "contract_no_grad", {}))
+    problems = capabilities.check_declared(cls)
+    if problems:
+        _fail(kind, name, "capabilities", "; ".join(problems) + " (see mmcore.capabilities)")
+    skip = capabilities.contract_skip(cls)
+    no_grad = capabilities.contract_no_grad(cls)
     for T in (7, 1):
         lengths = {m: (T if m == "text" else max(1, L - (7 - T))) for m, L in LENGTHS.items()} if T != 7 else LENGTHS
         ctx = tiny_context(modalities={m: ModalityInfo(m, DIMS[m], lengths[m], "unk" if m == "text" else "zero")

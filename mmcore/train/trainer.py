@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from .. import __version__, capabilities
 from ..builder import build
 from ..data.base import MultimodalData, Split, iterate_batches
 from ..errors import CheckpointError, SpecError, SpecIssue, TrainingDivergedError
@@ -147,7 +147,7 @@ class Trainer:
         # a step that trains a subset of the parameters, or a component that skips some of its
         # parameters in some forwards, leaves parameters without gradients, which DDP must expect
         multi_step = any(len(ph.steps) > 1 or ph.steps[0].params != ("*",) for ph in self.phases)
-        unused = multi_step or any(getattr(m, "has_unused_parameters", False) for m in model.modules())
+        unused = multi_step or any(capabilities.has_unused_parameters(m) for m in model.modules())
         return DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                    find_unused_parameters=unused)
 
