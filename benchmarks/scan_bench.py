@@ -14,9 +14,18 @@ the strongest attention baseline: with the default dropout=0.1 it falls back to 
     python benchmarks/scan_bench.py [--repeats 3] [--threads N] [--clock wall|thread]
                                     [--block-lengths 1024 4096 6400 25600] [--slow-ref]
 
-Times are medians over ``--repeats`` runs after one warm-up run (the indexing loop: one cold run).
-``--clock thread`` (with ``--threads 1``) measures the CPU time of the one computing thread instead of
-wall time: on a machine shared with other jobs it leaves out the time the thread waits for a core.
+Times are medians over ``--repeats`` rounds after one warm-up run (the indexing loop: one cold run);
+within a round the sides run one after the other (interleaved), so a change in machine load hits
+every side alike. ``--clock thread`` (with ``--threads 1``) measures the CPU time of the one computing
+thread instead of wall time: on a machine shared with other jobs it leaves out the time the thread
+waits for a core. ``--peak`` adds each block's peak memory: a fresh child process per (layer, L)
+runs one warm-up pass, resets the high-water mark (``5 > /proc/self/clear_refs``) and reports
+``VmHWM`` after one more forward+backward minus the resident set before it (Linux only).
+Nothing is written to disk; matplotlib is not used.
+
+Goals of issue 17 (printed ratios): P2 - ``backend torch`` >= 20x the sequential reference fwd+bwd at
+L = 4096; P1 - ``MambaBlock cpu_kernel`` >= 40x the Transformer layer at L = 25600 with peak memory
+<= the Transformer layer's.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import importlib.util
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -57,6 +67,20 @@ def indexed_loop_reference(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
 
 
 CLOCK = time.perf_counter  # or time.thread_time with --clock thread
+
+
+def interleaved_medians(fns, repeats: int, warmup: bool = True) -> list[float]:
+    """Median seconds of each fn, timed in ``repeats`` rounds that run every fn once (interleaved)."""
+    if warmup:
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t0 = CLOCK()
+            fn()
+            times[i].append(CLOCK() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def median_seconds(fn, repeats: int, warmup: bool = True) -> float:
@@ -117,37 +141,77 @@ def scan_table(args, backends) -> None:
         if L <= 1024 or args.slow_ref:
             rows.append(("selective_scan_ref loop (indexing)", indexed_loop_reference, {}))
         rows += [(f"backend {b}", selective_scan, {"backend": b}) for b in backends]
-        ref_f = ref_fb = None
-        for name, fn, kw in rows:
-            slow = fn is indexed_loop_reference  # one cold run: minutes at L = 4096
-            tf = median_seconds(fwd_only(fn, x, **kw), 1 if slow else args.repeats, warmup=not slow)
-            tfb = median_seconds(fwd_bwd(fn, x, **kw), 1 if slow else args.repeats, warmup=not slow)
-            ref_f, ref_fb = ref_f or tf, ref_fb or tfb
-            print(f"| {L} | {name} | {tf * 1e3:.1f} | {tfb * 1e3:.1f} | {ref_f / tf:.1f}x | {ref_fb / tfb:.1f}x |", flush=True)
+        slow = [r for r in rows if r[1] is indexed_loop_reference]  # one cold run: minutes at L = 4096
+        fast = [r for r in rows if r[1] is not indexed_loop_reference]
+        tf = interleaved_medians([fwd_only(fn, x, **kw) for _, fn, kw in fast], args.repeats)
+        tfb = interleaved_medians([fwd_bwd(fn, x, **kw) for _, fn, kw in fast], args.repeats)
+        results = {name: (a, b) for (name, _, _), a, b in zip(fast, tf, tfb)}
+        for name, fn, kw in slow:
+            results[name] = (median_seconds(fwd_only(fn, x, **kw), 1, warmup=False),
+                             median_seconds(fwd_bwd(fn, x, **kw), 1, warmup=False))
+        ref_f, ref_fb = results[rows[0][0]]
+        for name, _, _ in rows:
+            f, fb = results[name]
+            print(f"| {L} | {name} | {f * 1e3:.1f} | {fb * 1e3:.1f} | {ref_f / f:.1f}x | {ref_fb / fb:.1f}x |", flush=True)
+
+
+def make_layer(name: str, nhead: int) -> nn.Module:
+    torch.manual_seed(0)
+    if name == "transformer":
+        return nn.TransformerEncoderLayer(128, nhead, batch_first=True, dropout=0.0)
+    return MambaBlock(128, backend=name)
+
+
+def peak_mib(name: str, L: int, nhead: int) -> float:
+    """Peak resident memory (MiB) of one forward+backward of a fresh layer, in a child process."""
+    code = ("import sys; sys.argv = ['scan_bench', '--peak-child', %r, '%d', '--nhead', '%d', '--threads', '1']; "
+            "import runpy; runpy.run_path(%r, run_name='__main__')" % (name, L, nhead, __file__))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _status_mib(key: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024
+
+
+def peak_child(name: str, L: int, nhead: int) -> None:
+    layer = make_layer(name, nhead)
+    x = torch.randn(1, L, 128, requires_grad=True)
+    layer(x).sum().backward()  # warm-up: kernel load, allocator pools
+    x.grad = None
+    layer.zero_grad(set_to_none=True)
+    base = _status_mib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    layer(x).sum().backward()
+    print(f"{_status_mib('VmHWM') - base:.1f}")
 
 
 def block_table(args, backends) -> None:
     print("\n## One block forward+backward at d_model=128, B=1 (s; ratio = Transformer layer / row)")
     names = ["TransformerEncoderLayer"] + [f"MambaBlock {b}" for b in backends]
+    mem = " | peak MiB: " + " / ".join(names) if args.peak else ""
     print("| L | " + " | ".join(names) + " | " + " | ".join(f"ratio {b}" for b in backends)
-          + " | saved MiB: " + " / ".join(names) + " |")
-    print("|---" * (2 + 2 * len(backends) + 1) + "|")
-    torch.manual_seed(0)
-    layers = [nn.TransformerEncoderLayer(128, args.nhead, batch_first=True, dropout=0.0)]
-    layers += [MambaBlock(128, backend=b) for b in backends]
+          + " | saved MiB: " + " / ".join(names) + mem + " |")
+    print("|---" * (2 + 2 * len(backends) + 1 + bool(args.peak)) + "|")
+    keys = ["transformer"] + list(backends)
+    layers = [make_layer(k, args.nhead) for k in keys]
     for L in args.block_lengths:
         x = torch.randn(1, L, 128, requires_grad=True)
-        times, mibs = [], []
+        runs = []
         for layer in layers:
             def run(layer=layer):
                 x.grad = None
                 layer.zero_grad(set_to_none=True)
                 layer(x).sum().backward()
-            times.append(median_seconds(run, args.repeats))
-            mibs.append(saved_mib(lambda layer=layer: layer(x)))
+            runs.append(run)
+        times = interleaved_medians(runs, args.repeats)
+        mibs = [saved_mib(lambda layer=layer: layer(x)) for layer in layers]
         ratios = " | ".join(f"{times[0] / t:.1f}x" for t in times[1:])
+        peaks = (" | " + " / ".join(f"{peak_mib(k, L, args.nhead):.0f}" for k in keys)) if args.peak else ""
         print(f"| {L} | " + " | ".join(f"{t:.3f}" for t in times) + f" | {ratios} | "
-              + " / ".join(f"{m:.0f}" for m in mibs) + " |", flush=True)
+              + " / ".join(f"{m:.0f}" for m in mibs) + peaks + " |", flush=True)
 
 
 def cpu_name() -> str:
@@ -168,9 +232,14 @@ def main() -> None:
     ap.add_argument("--clock", choices=["wall", "thread"], default="wall",
                     help="thread: CPU time of the calling thread (needs --threads 1)")
     ap.add_argument("--skip-scan", action="store_true")
+    ap.add_argument("--peak", action="store_true", help="also measure each block's peak memory (child processes)")
+    ap.add_argument("--peak-child", nargs=2, metavar=("LAYER", "L"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.peak_child:
+        peak_child(args.peak_child[0], int(args.peak_child[1]), args.nhead)
+        return
     if args.clock == "thread":
         if torch.get_num_threads() != 1:
             ap.error("--clock thread measures one thread: add --threads 1")
@@ -190,7 +259,7 @@ def main() -> None:
     if not args.skip_scan:
         scan_table(args, backends)
     block_table(args, backends)
-    print(f"\n# load average {os.getloadavg()[0]:.1f} at end")
+    print(f"\n# load average {os.getloadavg()[0]:.1f} at end; torch threads {torch.get_num_threads()}")
 
 
 if __name__ == "__main__":

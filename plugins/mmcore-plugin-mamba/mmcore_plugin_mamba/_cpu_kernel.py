@@ -40,6 +40,10 @@ _ISA_FLAGS = {
 _P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _FWD_ARGS = [_P] * 7 + [_I64] * 6 + [_INT]
 _BWD_ARGS = [_P] * 12 + [_I64] * 6 + [_INT]
+_FUSED_FWD_ARGS = [_P] * 10 + [_I64] * 11 + [_INT]
+_FUSED_BWD_ARGS = [_P] * 17 + [_I64] * 11 + [_INT]
+FUSED_CHUNK = 64  # K: the fused backward keeps one state per K steps and recomputes the K in between
+FUSED_BLOCK = 32  # channels per work item: a chunk's recomputed states (2K blk N values) stay in L2
 _CACHE_LINE = 64  # bytes; torch's CPU allocator aligns tensors to it
 
 
@@ -114,6 +118,8 @@ def _build_and_load() -> KernelBuild:
     for suffix in ("f32", "f64"):
         getattr(lib, f"mmcore_scan_fwd_{suffix}").argtypes = _FWD_ARGS
         getattr(lib, f"mmcore_scan_bwd_{suffix}").argtypes = _BWD_ARGS
+        getattr(lib, f"mmcore_fused_fwd_{suffix}").argtypes = _FUSED_FWD_ARGS
+        getattr(lib, f"mmcore_fused_bwd_{suffix}").argtypes = _FUSED_BWD_ARGS
     return KernelBuild(lib, None, path, seconds)
 
 
@@ -175,3 +181,99 @@ class KernelScanFn(torch.autograd.Function):
             du.data_ptr(), ddelta.data_ptr(), dA.data_ptr(), dB_parts.data_ptr(), dC_parts.data_ptr(),
             work.data_ptr(), work.shape[1], batch, dim, groups, L, N, threads)
         return du, ddelta, dA, dB_parts.sum(0), dC_parts.sum(0)
+
+
+def _rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """t (B, L, X) with unit column stride and batch stride L * row stride, and its row stride (copies if not)."""
+    Bsz, L, X = t.shape
+    s0, s1, s2 = t.stride()
+    if L == 1:  # the kernel addresses row b * L + t: with one step the row stride is the batch stride
+        s1 = s0 if Bsz > 1 else X
+    if (X > 1 and s2 != 1) or (Bsz > 1 and s0 != L * s1):
+        t = torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t)  # standard strides, even for size-1 dims
+        s1 = X
+    return t, s1
+
+
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else t.data_ptr()
+
+
+class FusedScanFn(torch.autograd.Function):
+    """The block's scan in time-major layout, with the Δ bias, softplus, D skip and z gate folded in.
+
+    out = (selective_scan(u, softplus(delta + bias), A, B, C) + D u) * silu(z), every tensor time-major.
+    The scan, D skip and gate product run in the C++ kernel; softplus and silu run vectorised in torch
+    inside this function (forward, and recomputed in the backward: never kept).
+    Shapes: u, delta, z (batch, L, E) (row-strided views allowed); A (E, N); B, C (batch, L, N)
+    (row-strided views allowed); D, bias (E,) -> out (batch, L, E) contiguous.
+    Saves the inputs and one state per ``FUSED_CHUNK`` steps (batch, L/K, E, N).
+    """
+
+    @staticmethod
+    def _activations(delta, bias, z, softplus):
+        dt = delta if bias is None else delta + bias
+        dt = torch.nn.functional.softplus(dt) if softplus else dt
+        return _rows(dt), (_rows(torch.nn.functional.silu(z)) if z is not None else (None, 0))
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, bias, softplus):  # noqa: D102 - documented on the class
+        lib = load_kernel().lib
+        u, su = _rows(u)
+        B, sbc = _rows(B)
+        C, sbc_c = _rows(C)
+        if sbc_c != sbc:  # one stride serves both: give them standard strides
+            B, C = (torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t) for t in (B, C))
+            sbc = B.shape[2]
+        A, D = A.contiguous(), None if D is None else D.contiguous()
+        (dt, sdel), (gate, sz) = FusedScanFn._activations(delta, bias, z, softplus)
+        batch, L, E = u.shape
+        N = A.shape[1]
+        K, blk = FUSED_CHUNK, min(FUSED_BLOCK, E)
+        threads = _threads(batch * -(-E // blk))
+        out = u.new_empty(batch, L, E)
+        chk = u.new_empty(batch, -(-L // K), E, N)
+        work = _work(threads, blk * N, u.dtype)
+        getattr(lib, f"mmcore_fused_fwd_{_suffix(u)}")(
+            u.data_ptr(), dt.data_ptr(), A.data_ptr(), B.data_ptr(), C.data_ptr(), _ptr(D), _ptr(gate),
+            out.data_ptr(), chk.data_ptr(), work.data_ptr(), work.shape[1], batch, L, E, N, su, sdel, sbc, sz, K, blk,
+            threads)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, bias, chk)
+        ctx.su, ctx.sbc, ctx.softplus = su, sbc, softplus
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):  # noqa: D102
+        lib = load_kernel().lib
+        u, delta, A, B, C, D, z, bias, chk = ctx.saved_tensors
+        su, sbc, softplus = ctx.su, ctx.sbc, ctx.softplus
+        (dt, sdel), (gate, sz) = FusedScanFn._activations(delta, bias, z, softplus)
+        dout = dout.contiguous()
+        batch, L, E = u.shape
+        N = A.shape[1]
+        K, blk = FUSED_CHUNK, min(FUSED_BLOCK, E)
+        threads = _threads(batch * -(-E // blk))
+        du, ddelta = u.new_empty(batch, L, E), u.new_empty(batch, L, E)
+        dz = None if z is None else u.new_empty(batch, L, E)
+        dA_parts = u.new_empty(batch, E, N)
+        dD_parts = None if D is None else u.new_empty(batch, E)
+        dB_parts = u.new_zeros(threads, batch, L, N)
+        dC_parts = u.new_zeros(threads, batch, L, N)
+        work = _work(threads, (2 * K + 2) * blk * N, u.dtype)
+        getattr(lib, f"mmcore_fused_bwd_{_suffix(u)}")(
+            u.data_ptr(), dt.data_ptr(), A.data_ptr(), B.data_ptr(), C.data_ptr(), _ptr(D), _ptr(gate),
+            dout.data_ptr(), chk.data_ptr(), du.data_ptr(), ddelta.data_ptr(), _ptr(dz), dA_parts.data_ptr(),
+            _ptr(dD_parts), dB_parts.data_ptr(), dC_parts.data_ptr(), work.data_ptr(), work.shape[1],
+            batch, L, E, N, su, sdel, sbc, sz, K, blk, threads)
+        del dt, gate
+        if softplus:  # d softplus(s) / ds = sigmoid(s)
+            ddelta.mul_(torch.sigmoid(delta if bias is None else delta + bias))
+        if z is not None:  # d silu(z) / dz = sg (1 + z (1 - sg))
+            sg = torch.sigmoid(z)
+            dz.mul_(torch.sub(1.0, sg).mul_(z).add_(1.0).mul_(sg))
+        dB = dB_parts[0] if threads == 1 else dB_parts.sum(0)
+        dC = dC_parts[0] if threads == 1 else dC_parts.sum(0)
+        dD = None if D is None else dD_parts.sum(0)
+        dbias = None if bias is None else ddelta.sum((0, 1))
+        return du, ddelta, dA_parts.sum(0), dB, dC, dD, dz, dbias, None

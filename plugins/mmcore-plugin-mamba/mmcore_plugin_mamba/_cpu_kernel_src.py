@@ -137,6 +137,129 @@ void scan_bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, co
   }
 }
 
+// The fused block scan, time-major: per batch row b, step t and channel d,
+//   h = exp(dt[b,t,d] A[d]) h + dt u[b,t,d] B[b,t],  out[b,t,d] = (<C[b,t], h> + D[d] u[b,t,d]) gate[b,t,d]
+// with dt = softplus(delta + bias) and gate = silu(z) computed by the caller (vectorised; a scalar
+// libm call per (t, d) here would cost more than the scan). u, dt, gate, B, C are read through row
+// strides (views of the block's projections, no copies);
+// out (B, L, E) is contiguous. Items are (batch row, block of `blk` channels); an item keeps its
+// channels' states (blk x N values) in its thread's work row and writes them to chk (B, L/K, E, N)
+// at every K-th step, the only state kept for the backward pass.
+template <typename T>
+void fused_fwd(const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, const T* Dv,
+               const T* z, T* out, T* chk, T* work, int64_t work_stride, int64_t batch, int64_t L, int64_t E,
+               int64_t N, int64_t su, int64_t sdel, int64_t sbc, int64_t sz, int64_t K, int64_t blk,
+               int threads) {
+  const int64_t nblk = (E + blk - 1) / blk, nch = (L + K - 1) / K;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (int64_t item = 0; item < batch * nblk; ++item) {
+    T* h = work + omp_get_thread_num() * work_stride;
+    const int64_t b = item / nblk, d0 = (item % nblk) * blk, d1 = d0 + blk < E ? d0 + blk : E;
+    for (int64_t i = 0; i < (d1 - d0) * N; ++i) h[i] = T(0);
+    for (int64_t t = 0; t < L; ++t) {
+      if (t % K == 0) std::memcpy(chk + ((b * nch + t / K) * E + d0) * N, h, (d1 - d0) * N * sizeof(T));
+      const int64_t row = b * L + t;
+      const T *Bt = Bm + row * sbc, *Ct = Cm + row * sbc;
+      for (int64_t d = d0; d < d1; ++d) {
+        const T dt = delta[row * sdel + d], ut = u[row * su + d], dtu = dt * ut;
+        const T* Ad = A + d * N;
+        T* hd = h + (d - d0) * N;
+        T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+        for (int64_t n = 0; n < N; ++n) {
+          hd[n] = exp_fast(dt * Ad[n]) * hd[n] + dtu * Bt[n];
+          acc += hd[n] * Ct[n];
+        }
+        const T y = acc + (Dv ? Dv[d] * ut : T(0));
+        out[row * E + d] = z ? y * z[row * sz + d] : y;
+      }
+    }
+  }
+}
+
+// Reverse-time adjoint of fused_fwd. Per item, chunk by chunk from the last: recompute the chunk's
+// decays and states from chk into the work row (h_{t0-1} .. h_{t1-1}, a_{t0} .. a_{t1-1}), then walk
+// the chunk backwards with the adjoint g_t = C_t dy_t + a_{t+1} g_{t+1}. dA_parts (B, E, N) and
+// dD_parts (B, E) are owned by the item's channels; dB, dC sum over channels, so each thread adds
+// into its own partial (threads, B, L, N). ddelta, dz are the gradients of dt and of the gate.
+template <typename T>
+void fused_bwd(const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, const T* Dv,
+               const T* z, const T* dout, const T* chk, T* du, T* ddelta, T* dz, T* dA_parts, T* dD_parts,
+               T* dB_parts, T* dC_parts, T* work, int64_t work_stride, int64_t batch, int64_t L, int64_t E,
+               int64_t N, int64_t su, int64_t sdel, int64_t sbc, int64_t sz, int64_t K, int64_t blk,
+               int threads) {
+  const int64_t nblk = (E + blk - 1) / blk, nch = (L + K - 1) / K, part = batch * L * N;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (int64_t item = 0; item < batch * nblk; ++item) {
+    const int64_t tid = omp_get_thread_num();
+    const int64_t b = item / nblk, d0 = (item % nblk) * blk, d1 = d0 + blk < E ? d0 + blk : E;
+    const int64_t nd = d1 - d0, row_len = nd * N;
+    T* hs = work + tid * work_stride;  // rows h_{t0-1} .. h_{t1-1}, each nd x N
+    T* as = hs + (K + 1) * row_len;    // rows a_{t0} .. a_{t1-1}
+    T* g = as + K * row_len;           // the carried adjoint a_{t+1} g_{t+1}
+    T *dBp = dB_parts + tid * part, *dCp = dC_parts + tid * part;
+    T* dA = dA_parts + (b * E + d0) * N;
+    for (int64_t i = 0; i < row_len; ++i) { g[i] = T(0); dA[i] = T(0); }
+    if (dD_parts) for (int64_t d = d0; d < d1; ++d) dD_parts[b * E + d] = T(0);
+    for (int64_t c = nch - 1; c >= 0; --c) {
+      const int64_t t0 = c * K, t1 = t0 + K < L ? t0 + K : L;
+      std::memcpy(hs, chk + ((b * nch + c) * E + d0) * N, row_len * sizeof(T));
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t row = b * L + t;
+        const T* Bt = Bm + row * sbc;
+        for (int64_t d = d0; d < d1; ++d) {
+          const T dt = delta[row * sdel + d], dtu = dt * u[row * su + d];
+          const T* Ad = A + d * N;
+          const T* hp = hs + (t - t0) * row_len + (d - d0) * N;
+          T *ht = hs + (t - t0 + 1) * row_len + (d - d0) * N, *at = as + (t - t0) * row_len + (d - d0) * N;
+#pragma omp simd
+          for (int64_t n = 0; n < N; ++n) {
+            at[n] = exp_fast(dt * Ad[n]);
+            ht[n] = at[n] * hp[n] + dtu * Bt[n];
+          }
+        }
+      }
+      for (int64_t t = t1 - 1; t >= t0; --t) {
+        const int64_t row = b * L + t;
+        const T *Bt = Bm + row * sbc, *Ct = Cm + row * sbc;
+        T *dBt = dBp + row * N, *dCt = dCp + row * N;
+        for (int64_t d = d0; d < d1; ++d) {
+          const T dt = delta[row * sdel + d], ut = u[row * su + d], dtu = dt * ut;
+          const T* Ad = A + d * N;
+          const T* hp = hs + (t - t0) * row_len + (d - d0) * N;
+          const T *ht = hp + row_len, *at = as + (t - t0) * row_len + (d - d0) * N;
+          T* gd = g + (d - d0) * N;
+          T* dAd = dA + (d - d0) * N;
+          T dyc = dout[row * E + d];
+          if (z) {
+            T yc = Dv ? Dv[d] * ut : T(0);
+#pragma omp simd reduction(+ : yc)
+            for (int64_t n = 0; n < N; ++n) yc += Ct[n] * ht[n];
+            dz[row * E + d] = dyc * yc;
+            dyc *= z[row * sz + d];
+          }
+          T sum_qA = T(0), sum_gB = T(0);
+#pragma omp simd reduction(+ : sum_qA, sum_gB)
+          for (int64_t n = 0; n < N; ++n) {
+            const T gn = gd[n] + dyc * Ct[n];  // dL/dh_t
+            const T q = gn * at[n] * hp[n];    // dL/d(log a_t)
+            dCt[n] += dyc * ht[n];
+            dBt[n] += gn * dtu;
+            dAd[n] += dt * q;
+            sum_qA += q * Ad[n];
+            sum_gB += gn * Bt[n];
+            gd[n] = gn * at[n];
+          }
+          const T ddt = sum_qA + ut * sum_gB;
+          ddelta[row * E + d] = ddt;
+          du[row * E + d] = dt * sum_gB + (Dv ? dyc * Dv[d] : T(0));
+          if (dD_parts) dD_parts[b * E + d] += dyc * ut;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 #define MMCORE_SCAN_EXPORT(T, SUFFIX)                                                              \
@@ -154,6 +277,28 @@ void scan_bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, co
                 batch, dim, groups, L, N, threads);                                                \
   }
 
+#define MMCORE_FUSED_EXPORT(T, SUFFIX)                                                              \
+  extern "C" void mmcore_fused_fwd_##SUFFIX(                                                        \
+      const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, const T* Dv,                 \
+      const T* z, T* out, T* chk, T* work, int64_t work_stride, int64_t batch, int64_t L, int64_t E, \
+      int64_t N, int64_t su, int64_t sdel, int64_t sbc, int64_t sz, int64_t K, int64_t blk,          \
+      int threads) {                                                                               \
+    fused_fwd<T>(u, delta, A, Bm, Cm, Dv, z, out, chk, work, work_stride, batch, L, E, N, su,       \
+                 sdel, sbc, sz, K, blk, threads);                                                  \
+  }                                                                                                \
+  extern "C" void mmcore_fused_bwd_##SUFFIX(                                                        \
+      const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, const T* Dv,                 \
+      const T* z, const T* dout, const T* chk, T* du, T* ddelta, T* dz, T* dA_parts, T* dD_parts,    \
+      T* dB_parts, T* dC_parts, T* work, int64_t work_stride, int64_t batch, int64_t L, int64_t E,   \
+      int64_t N, int64_t su, int64_t sdel, int64_t sbc, int64_t sz, int64_t K, int64_t blk,          \
+      int threads) {                                                                               \
+    fused_bwd<T>(u, delta, A, Bm, Cm, Dv, z, dout, chk, du, ddelta, dz, dA_parts, dD_parts,         \
+                 dB_parts, dC_parts, work, work_stride, batch, L, E, N, su, sdel, sbc, sz, K, blk,  \
+                 threads);                                                                         \
+  }
+
 MMCORE_SCAN_EXPORT(float, f32)
 MMCORE_SCAN_EXPORT(double, f64)
+MMCORE_FUSED_EXPORT(float, f32)
+MMCORE_FUSED_EXPORT(double, f64)
 """

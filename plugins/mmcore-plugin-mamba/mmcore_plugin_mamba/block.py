@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .scan import BACKENDS, resolve_backend, selective_scan
+from .scan import BACKENDS, resolve_backend, selective_scan, selective_scan_time_major
 
 __all__ = ["MambaBlock", "flip_valid"]
 
@@ -109,9 +109,13 @@ class MambaBlock(nn.Module):
                 raise ValueError(f"MambaBlock: valid must be a bool tensor of shape (B, T)=({Bsz}, {T}), "
                                  f"got {valid.dtype} {tuple(valid.shape)}")
             x = x.masked_fill(~valid[..., None], 0.0)  # not x * valid: NaN padding would survive that
+        backend = resolve_backend(self.backend, x.device)
+        if backend == "torch":  # cpu_kernel keeps the channel-major path: measured faster than its fused variant
+            out = self._forward_time_major(x)
+            return out if valid is None else out.masked_fill(~valid[..., None], 0.0)
         xz = self.in_proj(x).transpose(1, 2)  # (B, 2E, T)
         xi, z = xz.chunk(2, dim=1)  # (B, E, T) each
-        xi = self._conv(xi, resolve_backend(self.backend, x.device))  # (B, E, T)
+        xi = self._conv(xi, backend)  # (B, E, T)
         x_dbl = self.x_proj(xi.transpose(1, 2))  # (B, T, R + 2N)
         dt, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # (B, E, T); bias added inside the scan
@@ -121,6 +125,23 @@ class MambaBlock(nn.Module):
                            backend=self.backend)  # (B, E, T)
         out = self.out_proj(y.transpose(1, 2))  # (B, T, d_model)
         return out if valid is None else out.masked_fill(~valid[..., None], 0.0)
+
+    def _forward_time_major(self, x: torch.Tensor) -> torch.Tensor:
+        """The CPU path: every tensor stays (B, T, ·) as the projections produce it, so nothing is transposed.
+
+        The scan reads z, B and C as strided views of ``in_proj``'s and ``x_proj``'s outputs and applies
+        the Δ bias, softplus, D skip and z gate itself (inside the C++ kernel on ``cpu_kernel``).
+        """
+        E, R, N = self.d_inner, self.dt_rank, self.d_state
+        xi, z = _SplitHalves.apply(self.in_proj(x), E)  # (B, T, E) views of (B, T, 2E)
+        u = _CausalConvSiluTimeMajor.apply(xi, self.conv1d.weight[:, 0], self.conv1d.bias)  # (B, T, E)
+        x_dbl = self.x_proj(u)  # (B, T, R + 2N)
+        delta = F.linear(x_dbl[..., :R], self.dt_proj.weight)  # (B, T, E); bias added inside the scan
+        A = -torch.exp(self.A_log.float())  # (E, N)
+        y = selective_scan_time_major(u, delta, A, x_dbl[..., R:R + N], x_dbl[..., R + N:], self.D.float(), z=z,
+                                      delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+                                      backend=self.backend)  # (B, T, E)
+        return self.out_proj(y)  # (B, T, d_model)
 
     def _conv(self, xi: torch.Tensor, backend: str) -> torch.Tensor:
         """silu(causal depthwise conv1d): causal_conv1d's CUDA kernel when the scan runs on mamba-ssm."""
@@ -133,6 +154,74 @@ class MambaBlock(nn.Module):
                 weight = self.conv1d.weight.squeeze(1)  # (E, d_conv)
                 return causal_conv1d_fn(xi.contiguous(), weight, self.conv1d.bias, activation="silu")
         return F.silu(self.conv1d(xi)[..., : xi.shape[-1]])
+
+
+class _SplitHalves(torch.autograd.Function):
+    """(x[..., :E], x[..., E:]) as views; the backward writes both gradients into one tensor.
+
+    Why: autograd's slice backward gives each half its own zero-filled full-size gradient, two extra
+    (B, T, 2E) tensors at the block's peak memory.
+    """
+
+    @staticmethod
+    def forward(ctx, x, E):  # noqa: D102
+        ctx.E = E
+        return x[..., :E], x[..., E:]
+
+    @staticmethod
+    def backward(ctx, g1, g2):  # noqa: D102
+        if g1 is None:
+            g1 = torch.zeros_like(g2)
+        if g2 is None:
+            g2 = torch.zeros_like(g1)
+        return torch.cat((g1, g2), -1), None
+
+
+class _CausalConvSiluTimeMajor(torch.autograd.Function):
+    r"""silu(causal depthwise conv1d) on a time-major (B, T, E) input, without transposes.
+
+    $$u_t = \operatorname{silu}\big(b + \textstyle\sum_{k=0}^{K-1} w_k \odot x_{t-K+1+k}\big), \quad x_{t<0} = 0$$
+
+    the same as ``silu(conv1d(x.transpose(1, 2), padding=K-1)[..., :T])``. Keeps only x (a view of
+    ``in_proj``'s output), w and b; the backward recomputes the pre-activation.
+    Shapes: x (B, T, E), w (E, K), b (E,) or None -> u (B, T, E).
+    """
+
+    @staticmethod
+    def _preact(x, w, b):
+        T, K = x.shape[1], w.shape[1]
+        acc = x * w[:, K - 1]  # (B, T, E)
+        if b is not None:
+            acc += b
+        for k in range(K - 1):
+            shift = K - 1 - k
+            if shift < T:
+                acc[:, shift:].addcmul_(x[:, :T - shift], w[:, k])
+        return acc
+
+    @staticmethod
+    def forward(ctx, x, w, b):  # noqa: D102
+        ctx.save_for_backward(x, w, b)
+        return F.silu(_CausalConvSiluTimeMajor._preact(x, w, b))
+
+    @staticmethod
+    def backward(ctx, du):  # noqa: D102
+        x, w, b = ctx.saved_tensors
+        T, K = x.shape[1], w.shape[1]
+        acc = _CausalConvSiluTimeMajor._preact(x, w, b)
+        sg = torch.sigmoid(acc)
+        dacc = torch.sub(1.0, sg).mul_(acc).add_(1.0).mul_(sg).mul_(du)  # du silu'(a) = du sg (1 + a (1 - sg))
+        dx = dacc * w[:, K - 1]
+        dw = torch.empty_like(w)
+        dw[:, K - 1] = torch.einsum("bte,bte->e", dacc, x)
+        for k in range(K - 1):
+            shift = K - 1 - k
+            if shift < T:
+                dx[:, :T - shift].addcmul_(dacc[:, shift:], w[:, k])
+                dw[:, k] = torch.einsum("bte,bte->e", dacc[:, shift:], x[:, :T - shift])
+            else:
+                dw[:, k] = 0
+        return dx, dw, None if b is None else dacc.sum((0, 1))
 
 
 def flip_valid(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:

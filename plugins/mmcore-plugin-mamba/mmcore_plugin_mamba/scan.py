@@ -8,8 +8,8 @@ Backends (``backend=`` argument, also ``MambaBlock(backend=...)``):
 - ``cpu_kernel``: a C++ sequential scan over time, vectorised over the state size and threaded over
   channels, with its reverse-scan backward; compiled with the system C++ compiler on first use and
   cached (see ``_cpu_kernel``). CPU tensors only. O(B·L·D·N) time, O(B·D·L) memory.
-- ``torch``: a chunked log-depth scan in plain torch with a custom reverse-scan backward
-  (``_chunked_scan``); any device. O(B·L·D·N) time and memory.
+- ``torch``: a chunked scan in plain torch, in cache-sized slabs, with a custom reverse-scan backward
+  (``_chunked_scan``); any device. O(B·L·D·N) time, O(B·D·L) memory.
 - ``auto`` (default): ``cuda`` for CUDA tensors when mamba-ssm imports, ``cpu_kernel`` for CPU
   tensors when it compiles, else ``torch``. The choice, and any fallback with its reason, is logged
   once per (request, device) on the ``mmcore_plugin_mamba.scan`` logger.
@@ -33,7 +33,7 @@ logger = logging.getLogger("mmcore_plugin_mamba.scan")
 BACKENDS = ("auto", "torch", "cpu_kernel", "cuda")
 CUDA_INSTALL_HINT = "pip install mmcore-plugin-mamba[cuda]"
 
-__all__ = ["BACKENDS", "resolve_backend", "selective_scan"]
+__all__ = ["BACKENDS", "resolve_backend", "selective_scan", "selective_scan_time_major"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -181,6 +181,49 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     y = fn.apply(uc.contiguous(), dc.contiguous(), A.to(dtype).contiguous(), Bt, Ct)  # (batch, dim, L)
     if D is not None:
         y = y + uc * D.to(dtype)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(dtype))
+    return y.to(u.dtype)
+
+
+def selective_scan_time_major(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *,
+                              backend="auto"):
+    r"""``selective_scan`` in the time-major layout of the Mamba block's projections: no transposes.
+
+    Computes exactly ``selective_scan`` (same equations, arguments and dtype rules) with time as the
+    second axis. On ``cpu_kernel`` the Δ bias, softplus, D skip and z gate run inside the C++ kernel
+    (forward and backward, recomputed there instead of kept), and u, delta, z, B, C may be row-strided
+    views such as ``x_dbl[..., R:R + N]`` or the z half of ``in_proj``'s output: nothing is copied.
+    Shapes: u, delta, z (batch, L, dim); A (dim, N); B, C (batch, L, N); D, delta_bias (dim,)
+    -> out (batch, L, dim).
+
+    Raises:
+        ValueError: bad shapes, an unknown backend, or a backend that cannot run here.
+    """
+    if u.dim() != 3 or B.dim() != 3 or C.dim() != 3:
+        raise ValueError(f"selective_scan_time_major: u must be (batch, L, dim) and B, C (batch, L, N), got "
+                         f"{tuple(u.shape)}, {tuple(B.shape)}, {tuple(C.shape)}")
+    _check_shapes(u.transpose(1, 2), delta.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), D,
+                  None if z is None else z.transpose(1, 2), delta_bias)
+    name = resolve_backend(backend, u.device)
+    if name == "cuda":
+        fn, _ = _mamba_ssm_scan()
+        tr = (lambda t: None if t is None else t.transpose(1, 2).contiguous())
+        return tr(fn(tr(u), tr(delta), A, tr(B), tr(C), D, tr(z), delta_bias, delta_softplus))
+    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    cast = (lambda t: None if t is None else t.to(dtype))
+    if name == "cpu_kernel":
+        y = _cpu_kernel.FusedScanFn.apply(cast(u), cast(delta), cast(A), cast(B), cast(C), cast(D), cast(z),
+                                          cast(delta_bias), bool(delta_softplus))
+        return y.to(u.dtype)
+    uc, dc = u.to(dtype), delta.to(dtype)
+    if delta_bias is not None:
+        dc = dc + delta_bias.to(dtype)
+    if delta_softplus:
+        dc = F.softplus(dc)
+    y = ChunkedScanFn.apply(uc, dc, A.to(dtype), B.to(dtype), C.to(dtype), True)  # (batch, L, dim)
+    if D is not None:
+        y = torch.addcmul(y, uc, D.to(dtype))
     if z is not None:
         y = y * F.silu(z.to(dtype))
     return y.to(u.dtype)
