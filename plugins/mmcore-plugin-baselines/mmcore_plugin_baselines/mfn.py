@@ -41,7 +41,8 @@ class MFNFuser(nn.Module):
     Shapes: seqs[m] (B, T_m, d), valid[m] (B, T_m) -> rep (B, out_hidden).
     """
 
-    def __init__(self, params: MFNParams, ctx: BuildContext):
+    def __init__(self, params: MFNParams, ctx: BuildContext, *, output_layer: bool = True):
+        """``output_layer=False``: no $W_{out}$; ``memory_state`` is then the whole use (MFM's encoder)."""
         super().__init__()
         self.names = list(ctx.names)
         missing = [m for m in self.names if m not in params.hidden_dims]
@@ -62,10 +63,16 @@ class MFNFuser(nn.Module):
         self.gamma2_fc1 = nn.Linear(att_in + mem, params.gamma2_hidden)
         self.gamma2_fc2 = nn.Linear(params.gamma2_hidden, mem)
         self.gamma2_dropout = nn.Dropout(params.gamma2_dropout)
-        self.out_fc1 = nn.Linear(total + mem, params.out_hidden)
-        self.out_dim = params.out_hidden
+        self.state_dim = total + mem
+        if output_layer:
+            self.out_fc1 = nn.Linear(total + mem, params.out_hidden)
+        self.out_dim = params.out_hidden if output_layer else total + mem
 
     def forward(self, seqs: dict[str, Tensor], valid: dict[str, Tensor]) -> FuserOutput:
+        return FuserOutput(F.relu(self.out_fc1(self.memory_state(seqs, valid))), {})
+
+    def memory_state(self, seqs: dict[str, Tensor], valid: dict[str, Tensor]) -> Tensor:
+        r"""$[h^1_T; \dots; h^M_T; u_T]$ (MMSA's ``'L'`` output): (B, Σ k_m + mem)."""
         xs, v = to_common_length(seqs, valid, self.names)  # M × (B, T, d), (B, T)
         B, T, _ = xs[0].shape
         new = lambda k: xs[0].new_zeros(B, k)  # noqa: E731
@@ -85,5 +92,4 @@ class MFNFuser(nn.Module):
             mem = _where(keep, g1 * mem + g2 * c_hat, mem)
             h = [_where(keep, s[0], hi) for s, hi in zip(steps, h)]
             c = [_where(keep, s[1], ci) for s, ci in zip(steps, c)]
-        last = torch.cat(h + [mem], dim=1)  # (B, Σ k_m + mem)
-        return FuserOutput(F.relu(self.out_fc1(last)), {})
+        return torch.cat(h + [mem], dim=1)  # (B, Σ k_m + mem)

@@ -20,6 +20,23 @@ text/audio/video and l/a/v):
 | MFN | ``lstm_{l,a,v}.*`` | ``lstms.{m}.*`` |
 | MFN | ``att1_fc*``, ``att2_fc*``, ``gamma{1,2}_fc*``, ``out_fc1`` | same keys; blocks permuted from MMSA's (text, audio, video) order |
 | MFN | ``out_fc2.*`` | head ``linear.*`` |
+| MFM | ``mfn_encoder.*`` | ``mfn.*`` as MFN's mapping; MFN's ``out_fc1/2`` (built, unused by MFM) are dropped |
+| MFM | ``last_to_zy_fc1.*`` | same key; input columns permuted as MFN's ``out_fc1`` |
+| MFM | ``encoder_{l,a,v}.*``, ``decoder_{l,a,v}.*`` | ``encoders.{m}.*``, ``decoders.{m}.*`` |
+| MFM | ``z{l,a,v}_to_f{l,a,v}_fc{1,2}.*`` | ``z_to_f.{m}.fc{1,2}.*`` |
+| MFM | ``zy_to_fy_fc{1,2}.*``, ``fy_to_y_fc1.*`` | same keys |
+| MFM | ``fy_to_y_fc2.*`` | head ``linear.*`` |
+| MISA | ``project_{t,a,v}.project_{t,a,v}.*``, ``..._layer_norm.*`` | ``project.{m}.0.*``, ``project.{m}.2.*`` |
+| MISA | ``{v,a}rnn{1,2}.*``, ``{v,a}layer_norm.*`` | ``rnns.{m}.rnn{1,2}.*``, ``rnns.{m}.layer_norm.*`` |
+| MISA | ``private_{t,v,a}.private_*``, ``shared.shared_1.*``, ``recon_{t,v,a}.recon_*`` | ``private.{m}.*``, ``shared.*``, ``recon.{m}.*`` |
+| MISA | ``transformer_encoder.*`` | same keys |
+| MISA | ``fusion.fusion_layer_1.*`` | same keys; input columns permuted from MMSA's code order (private t, v, a, shared t, v, a) |
+| MISA | ``fusion.fusion_layer_3.*`` | head ``linear.*``; ``bertmodel.*``, ``sp_discriminator.*`` are not mapped |
+| MulT | ``proj_{l,a,v}.weight`` | ``proj.{m}.weight``; dropped when d = dst_dim (MMSA builds but never uses it) |
+| MulT | ``trans_{t}_with_{s}.*`` (t, s ∈ l/a/v) | ``cross.{t}_with_{s}.*``; the ``version`` buffer is dropped |
+| MulT | ``trans_{t}_mem.*`` | ``mem.{t}.*``; channel blocks permuted when the sources of t are not in MMSA's (text, audio, vision) order |
+| MulT | ``proj1.*``, ``proj2.*`` | same keys; ``proj1`` input columns and ``proj2`` outputs permuted from MMSA's (text, audio, vision) order, and within each block as its memory stream |
+| MulT | ``out_layer.*`` | head ``linear.*``, input columns permuted likewise |
 
 Every model works on the fuser's d_model-wide inputs: build MMSA's model with ``feature_dims = (d, d, d)``.
 """
@@ -64,10 +81,10 @@ def _subnet_keys(state: dict[str, Tensor], names: list[str]) -> dict[str, Tensor
 
 def from_mmsa(model: str, state: dict[str, Tensor], names: list[str], widths: dict[str, int] | None = None,
               d: int | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """MMSA ``state`` of ``model`` ("tfn", "lmf", "lf_dnn", "ef_lstm", "mfn") -> (fuser_state, head_state).
+    """MMSA ``state`` of ``model`` ("tfn", "lmf", "lf_dnn", "ef_lstm", "mfn", "mfm", "misa", "mmsa_mult") -> (fuser_state, head_state).
 
     ``names``: the fuser's modality order; ``widths[m]``: sub-network output sizes (TFN, LF-DNN) or MFN hidden
-    sizes; ``d``: the fuser's input width (EF-LSTM).
+    sizes (MFM: its MFN's); ``d``: the fuser's input width (EF-LSTM).
     """
     _check(names)
     s = dict(state)
@@ -110,4 +127,110 @@ def from_mmsa(model: str, state: dict[str, Tensor], names: list[str], widths: di
             fuser[g] = s[g][:, torch.cat([c_star, torch.arange(2 * total, 2 * total + mem)])]
         fuser["out_fc1.weight"] = s["out_fc1.weight"][:, torch.cat([cells, torch.arange(total, total + mem)])]
         return fuser, {"linear.weight": s["out_fc2.weight"], "linear.bias": s["out_fc2.bias"]}
-    raise ValueError(f"no MMSA mapping for {model!r}; have tfn, lmf, lf_dnn, ef_lstm, mfn")
+    if model == "mfm":
+        return _mfm(s, names, widths)
+    if model == "misa":
+        return _misa(s, names)
+    if model == "mmsa_mult":
+        return _mult(s, names)
+    raise ValueError(f"no MMSA mapping for {model!r}; have tfn, lmf, lf_dnn, ef_lstm, mfn, mfm, misa, mmsa_mult")
+
+
+def _mfm(s: dict[str, Tensor], names: list[str], widths: dict[str, int]) -> tuple[dict, dict]:
+    """MMSA ``MFM`` -> ``mfm`` fuser + ``mmsa_output`` head; ``widths``: the MFN hidden sizes."""
+    sub = {k[len("mfn_encoder."):]: v for k, v in s.items() if k.startswith("mfn_encoder.")}
+    # MFM reads MFN's state through last_to_zy_fc1, whose columns are laid out as MFN's out_fc1's
+    sub["out_fc1.weight"], sub["out_fc1.bias"] = s["last_to_zy_fc1.weight"], s["last_to_zy_fc1.bias"]
+    mfn, _ = from_mmsa("mfn", sub, names, widths)
+    fuser = {"last_to_zy_fc1.weight": mfn.pop("out_fc1.weight"), "last_to_zy_fc1.bias": mfn.pop("out_fc1.bias")}
+    fuser.update({"mfn." + k: v for k, v in mfn.items()})
+    for m in names:
+        short = MFN_NAME[m]
+        for part in ("encoder", "decoder"):
+            prefix = f"{part}_{short}."
+            fuser.update({f"{part}s.{m}." + k[len(prefix):]: v for k, v in s.items() if k.startswith(prefix)})
+        for fc in ("fc1", "fc2"):
+            for p in ("weight", "bias"):
+                fuser[f"z_to_f.{m}.{fc}.{p}"] = s[f"z{short}_to_f{short}_{fc}.{p}"]
+    for k, v in s.items():
+        if k.startswith(("zy_to_fy_fc", "fy_to_y_fc1")):
+            fuser[k] = v
+    return fuser, {"linear.weight": s["fy_to_y_fc2.weight"], "linear.bias": s["fy_to_y_fc2.bias"]}
+
+
+def _misa(s: dict[str, Tensor], names: list[str]) -> tuple[dict, dict]:
+    """MMSA ``MISA`` (everything after ``bertmodel``) -> ``misa`` fuser + ``mmsa_output`` head."""
+    short = {"text": "t", "audio": "a", "vision": "v"}
+    fuser = {}
+    for m in names:
+        k = short[m]
+        parts = [(f"project_{k}.project_{k}.", f"project.{m}.0."),
+                 (f"project_{k}.project_{k}_layer_norm.", f"project.{m}.2.")]
+        if m != "text":  # MMSA's text is BERT's mean (an utterance modality); its tlayer_norm is unused
+            parts += [(f"{k}rnn1.", f"rnns.{m}.rnn1."), (f"{k}rnn2.", f"rnns.{m}.rnn2."),
+                      (f"{k}layer_norm.", f"rnns.{m}.layer_norm.")]
+        for src, dst in parts:
+            fuser.update({dst + key[len(src):]: v for key, v in s.items() if key.startswith(src)})
+        private = "private_a_3" if m == "audio" else f"private_{k}_1"  # MMSA's naming
+        for p in ("weight", "bias"):
+            fuser[f"private.{m}.{p}"] = s[f"private_{k}.{private}.{p}"]
+            fuser[f"recon.{m}.{p}"] = s[f"recon_{k}.recon_{k}_1.{p}"]
+    for p in ("weight", "bias"):
+        fuser[f"shared.{p}"] = s[f"shared.shared_1.{p}"]
+    fuser.update({k: v for k, v in s.items() if k.startswith("transformer_encoder.")})
+    h = s["shared.shared_1.weight"].shape[0]
+    tva = ("text", "vision", "audio")  # MMSA stacks the codes private t, v, a, then shared t, v, a
+    blocks = [("p", m) for m in tva] + [("c", m) for m in tva]
+    ours = [("p", m) for m in names] + [("c", m) for m in names]
+    perm = torch.cat([torch.arange(blocks.index(b) * h, (blocks.index(b) + 1) * h) for b in ours])
+    fuser["fusion.fusion_layer_1.weight"] = s["fusion.fusion_layer_1.weight"][:, perm]
+    fuser["fusion.fusion_layer_1.bias"] = s["fusion.fusion_layer_1.bias"]
+    return fuser, {"linear.weight": s["fusion.fusion_layer_3.weight"], "linear.bias": s["fusion.fusion_layer_3.bias"]}
+
+
+def _permute_stream(state: dict[str, Tensor], perm: Tensor) -> dict[str, Tensor]:
+    """A MulT transformer's state with its residual-stream channels reordered by ``perm``.
+
+    Why this is the same function: LayerNorm is equivariant under a channel permutation (its weight and
+    bias permuted), and every linear map that reads the stream has its columns permuted, every map that
+    writes it its rows; the heads split Q, K, V (rows of ``in_proj_weight``), which stay put.
+    """
+    out = {}
+    for k, v in state.items():
+        if k.endswith("in_proj_weight") or k.endswith("fc1.weight"):
+            v = v[:, perm]
+        elif k.endswith(("out_proj.weight", "fc2.weight")):
+            v = v[perm]
+        elif k.endswith(("out_proj.bias", "fc2.bias")) or ".layer_norms." in k or k.startswith("layer_norm."):
+            v = v[perm]
+        out[k] = v
+    return out
+
+
+def _mult(s: dict[str, Tensor], names: list[str]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """MMSA ``MULT`` -> ``mmsa_mult`` fuser + ``mmsa_output`` head."""
+    dst = s["trans_l_with_a.layer_norm.weight"].shape[0]  # MMSA dst_feature_dim
+    fuser, blocks = {}, []
+    for m in names:
+        w = s[f"proj_{MFN_NAME[m]}.weight"]  # (dst, d, k)
+        if w.shape[1] != dst:  # MMSA builds the convolution always but uses it only when d != dst
+            fuser[f"proj.{m}.weight"] = w
+    for t in names:
+        for src in names:
+            if src == t:
+                continue
+            prefix = f"trans_{MFN_NAME[t]}_with_{MFN_NAME[src]}."
+            fuser.update({f"cross.{t}_with_{src}." + k[len(prefix):]: v for k, v in s.items()
+                          if k.startswith(prefix) and not k.endswith("version")})
+        prefix = f"trans_{MFN_NAME[t]}_mem."
+        mem = {k[len(prefix):]: v for k, v in s.items() if k.startswith(prefix) and not k.endswith("version")}
+        sources = [m for m in names if m != t]
+        within = _block_perm({m: dst for m in sources}, tuple(m for m in _TAV if m != t), sources)
+        fuser.update({f"mem.{t}." + k: v for k, v in _permute_stream(mem, within).items()})
+        # h = [H_t[n_t] for t in names]; each block is in the memory stream's (now permuted) channel order
+        blocks.append(_TAV.index(t) * len(within) + within)
+    perm = torch.cat(blocks)  # MMSA's [h_l; h_a; h_v] -> ours
+    fuser["proj1.weight"], fuser["proj1.bias"] = s["proj1.weight"][:, perm], s["proj1.bias"]
+    fuser["proj2.weight"], fuser["proj2.bias"] = s["proj2.weight"][perm], s["proj2.bias"][perm]
+    head = {"linear.weight": s["out_layer.weight"][:, perm], "linear.bias": s["out_layer.bias"]}
+    return fuser, head

@@ -119,3 +119,92 @@ class MmsaOutputParams(ComponentParams):
                           "None = unbounded.")
     loss: Literal["l1", "mse"] = Field("l1", description="Regression task loss (MMSA: L1Loss); classification "
                                                          "always uses cross-entropy.")
+
+
+class MmsaMultParams(ComponentParams):
+    """Multimodal Transformer (Tsai et al., ACL 2019) as MMSA's ``MULT``; MMSA's defaults for MOSI."""
+
+    dst_dim: Width = Field(50, description="Width of every projected stream and cross-modal transformer "
+                                           "(MMSA dst_feature_dim_nheads[0]).")
+    heads: Width = Field(10, description="Attention heads (MMSA dst_feature_dim_nheads[1]); must divide dst_dim "
+                                         "and (M-1)·dst_dim.")
+    layers: Annotated[int, Field(ge=1, le=32)] = Field(4, description="Layers of each cross-modal transformer "
+                                                                     "(MMSA nlevels).")
+    mem_layers: Annotated[int, Field(ge=1, le=32)] | None = Field(
+        None, description="Layers of each self-attention (memory) transformer; None = MMSA's max(nlevels, 3).")
+    kernel_sizes: dict[str, Annotated[int, Field(ge=1, le=64)]] = Field(
+        default_factory=lambda: {"text": 5, "audio": 5, "vision": 5},
+        description="Temporal convolution kernel per modality (MMSA conv1d_kernel_size_l/a/v); missing "
+                    "modalities get 1. The convolution is skipped when d_model == dst_dim, as in MMSA.")
+    input_dropouts: dict[str, Prob] = Field(
+        default_factory=lambda: {"text": 0.5},
+        description="Dropout on each modality's input sequence (MMSA text_dropout on text only); missing "
+                    "modalities get 0.")
+    attn_dropouts: dict[str, Prob] = Field(
+        default_factory=lambda: {"text": 0.3, "audio": 0.2, "vision": 0.0},
+        description="Attention dropout of a cross-modal transformer, by its source modality (MMSA attn_dropout, "
+                    "attn_dropout_a, attn_dropout_v); missing modalities get 0.")
+    mem_attn_dropout: Prob = Field(0.3, description="Attention dropout of the self-attention transformers "
+                                                    "(MMSA uses attn_dropout for all three).")
+    relu_dropout: Prob = Field(0.0, description="Dropout after the feed-forward ReLU (MMSA relu_dropout).")
+    res_dropout: Prob = Field(0.0, description="Dropout on each residual branch (MMSA res_dropout).")
+    embed_dropout: Prob = Field(0.2, description="Dropout on each transformer's scaled input (MMSA embed_dropout).")
+    output_dropout: Prob = Field(0.5, description="Dropout inside the residual output block (MMSA output_dropout).")
+    future_mask: bool = Field(True, description="MulT's attention mask: query i sees keys up to i + |n_k - n_q| "
+                                                "(MMSA attn_mask, true).")
+
+
+class MFMParams(ComponentParams):
+    """Multimodal Factorization Model (Tsai et al., ICLR 2019) as MMSA's ``MFM``; MMSA's defaults for MOSI."""
+
+    hidden_dims: dict[str, Width] = Field(
+        default_factory=lambda: _dims(128, 32, 128),
+        description="LSTHM hidden size per modality of the MFN encoder (MMSA hidden_dims, text/audio/vision).")
+    mem_dim: Width = Field(64, description="MFN memory size (MMSA memsize).")
+    att1_hidden: Width = Field(32, description="MFN D_a hidden size (NN1Config.shapes).")
+    att1_dropout: Prob = Field(0.7, description="MFN D_a dropout (NN1Config.drop).")
+    att2_hidden: Width = Field(64, description="MFN D_u hidden size (NN2Config.shapes).")
+    att2_dropout: Prob = Field(0.0, description="MFN D_u dropout (NN2Config.drop).")
+    gamma1_hidden: Width = Field(32, description="MFN D_γ1 hidden size (gamma1Config.shapes).")
+    gamma1_dropout: Prob = Field(0.0, description="MFN D_γ1 dropout (gamma1Config.drop).")
+    gamma2_hidden: Width = Field(64, description="MFN D_γ2 hidden size (gamma2Config.shapes).")
+    gamma2_dropout: Prob = Field(0.5, description="MFN D_γ2 dropout (gamma2Config.drop).")
+    zy_size: Width = Field(80, description="Size of the multimodal discriminative factor z_y (MMSA zy_size).")
+    fy_size: Width = Field(64, description="Size of its decoded feature F_y (MMSA fy_size).")
+    fy_dropout: Prob = Field(0.5, description="Dropout in z_y -> F_y (MMSA zy_to_fy_dropout).")
+    z_sizes: dict[str, Width] = Field(
+        default_factory=lambda: _dims(64, 80, 80),
+        description="Size of each modality-specific generative factor z_m (MMSA zl_size, za_size, zv_size).")
+    f_sizes: dict[str, Width] = Field(
+        default_factory=lambda: _dims(32, 16, 64),
+        description="Size of each decoded modality feature F_m (MMSA fl_size, fa_size, fv_size).")
+    f_dropouts: dict[str, Prob] = Field(
+        default_factory=lambda: {"text": 0.5, "audio": 0.7, "vision": 0.5},
+        description="Dropout in z_m -> F_m (MMSA zl/za/zv_to_fl/fa/fv_dropout); missing modalities get 0.")
+    recon_weights: dict[str, Annotated[float, Field(ge=0.0)]] = Field(
+        default_factory=lambda: {"text": 0.5, "audio": 0.01, "vision": 0.5},
+        description="Weight of each modality's reconstruction MSE inside mfm_reconstruction (MMSA lda_xl, lda_xa, "
+                    "lda_xv); missing modalities get 1.")
+    detach_targets: bool = Field(
+        True, description="Reconstruct the fuser's inputs as constants (MMSA reconstructs its raw input features, "
+                          "which have no gradient); false lets the reconstruction loss also pull on the encoders "
+                          "through the targets.")
+
+
+class MISAParams(ComponentParams):
+    """MISA (Hazarika et al., ACM MM 2020) as MMSA's ``MISA`` after its text encoder; MMSA's defaults for MOSI."""
+
+    utterance_modalities: list[str] = Field(
+        default_factory=lambda: ["text"],
+        description="Modalities averaged over their valid steps before projection (MMSA: text, the mean of its "
+                    "BERT output); every other modality is read by MISA's two stacked bidirectional LSTMs.")
+    hidden_size: Width = Field(128, description="Size of the shared and private codes (MMSA hidden_size).")
+    dropout: Prob = Field(0.2, description="Dropout in the fusion layer (MMSA dropout).")
+    transformer_heads: Width = Field(2, description="Heads of the 1-layer fusion transformer over the 2M codes "
+                                                    "(MMSA: nhead=2, fixed).")
+    transformer_ff: Width = Field(2048, description="Its feed-forward width (MMSA: torch's default 2048).")
+    transformer_dropout: Prob = Field(0.1, description="Its dropout (MMSA: torch's default 0.1).")
+    cmd_moments: Annotated[int, Field(ge=1, le=10)] = Field(5, description="Central moments matched by the CMD "
+                                                                           "similarity loss (MMSA: 5).")
+
+    modality_fields = ("utterance_modalities",)

@@ -21,6 +21,34 @@ import types
 INSTALL = "pip install -c constraints.txt --no-deps mmsa==2.2.1"
 
 
+class Args(dict):
+    """MMSA's models read their config as attributes (EasyDict); a dict with attribute access."""
+
+    __getattr__ = dict.__getitem__
+
+
+def randomise(model, seed: int) -> None:
+    """Random weights and BatchNorm statistics of unit-ish scale instead of the default init.
+
+    Why: at the default init the outputs are nearly constant in many inputs (tiny biases, near-uniform
+    attention), so a wrong mapping of e.g. a bias could hide under the tolerance; with O(1) weights it cannot.
+    Each weight is scaled by 1/sqrt(fan-in) so activations stay O(1) and the LSTMs do not saturate.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(1000 + seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                fan_in = p.shape[-1] if p.dim() > 1 else 1
+                p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(torch.randn(b.shape, generator=g) * 0.3)
+            elif name.endswith("running_var"):
+                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
+
+
 def mmsa_root() -> str | None:
     if "MMSA" in sys.modules:  # already set up by load()
         return sys.modules["MMSA"].__path__[0]
@@ -29,8 +57,30 @@ def mmsa_root() -> str | None:
 
 
 class _BertStub:
+    """Stands in for ``BertTextEncoder``: returns ``_BertStub.features`` (set by a test) instead of running BERT.
+
+    Why: MMSA's MISA asserts ``use_bert`` and reads the text only through this encoder. With the encoder's output
+    given, everything after it (the part ported to mmcore) runs unchanged. Unset, it refuses to run.
+    """
+
+    features = None
+
     def __init__(self, *args, **kwargs):
-        raise RuntimeError("BertTextEncoder is stubbed in the equivalence tests (no transformers)")
+        pass
+
+    def __call__(self, text):
+        if _BertStub.features is None:
+            raise RuntimeError("BertTextEncoder is stubbed in the equivalence tests (no transformers); "
+                               "set mmsa_reference.bert_output(features) first")
+        return _BertStub.features
+
+    def parameters(self):  # no weights: nothing for an optimizer or a gradient check to see
+        return iter(())
+
+
+def bert_output(features) -> None:
+    """What the stubbed BERT returns on its next calls: (B, T, d) features (None = refuse again)."""
+    _BertStub.features = features
 
 
 def load(model: str):
@@ -52,3 +102,24 @@ def load(model: str):
         sub.SubNet, sub.TextSubNet = feature_nets.SubNet, feature_nets.TextSubNet
         sub.BertTextEncoder = _BertStub
     return getattr(importlib.import_module(f"MMSA.models.singleTask.{model}"), model)
+
+
+def load_trainer(model: str):
+    """MMSA's trainer module ``MMSA/trains/singleTask/<model>.py`` (its loss classes), without MMSA's
+    ``__init__`` files; ``MMSA.utils`` (sklearn, pynvml) is replaced by placeholders the loss classes never use."""
+    root = mmsa_root()
+    if root is None:
+        raise ImportError(f"MMSA is not installed; {INSTALL}")
+    load("TFN")  # sets up the MMSA package objects
+    for name, rel in (("MMSA.trains", "trains"), ("MMSA.trains.singleTask", "trains/singleTask")):
+        if name not in sys.modules:
+            pkg = types.ModuleType(name)
+            pkg.__path__ = [os.path.join(root, rel)]
+            pkg.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            pkg.__spec__.submodule_search_locations = pkg.__path__
+            sys.modules[name] = pkg
+    if "MMSA.utils" not in sys.modules:
+        utils = types.ModuleType("MMSA.utils")
+        utils.MetricsTop = utils.dict_to_str = None
+        sys.modules["MMSA.utils"] = utils
+    return importlib.import_module(f"MMSA.trains.singleTask.{model}")

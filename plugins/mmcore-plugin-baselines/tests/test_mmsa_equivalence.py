@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import mmsa_reference
+from mmsa_reference import Args
 from mmcore.protocols import BuildContext, ModalityInfo
 from mmcore_plugin_baselines import EFLSTMFuser, LFDNNFuser, LMFFuser, MFNFuser, MmsaOutputHead, TFNFuser
 from mmcore_plugin_baselines.mmsa_mapping import MMSA_NAME, from_mmsa
@@ -27,12 +28,6 @@ pytestmark = pytest.mark.skipif(mmsa_reference.mmsa_root() is None,
 ATOL = RTOL = 1e-5
 B, T, D = 4, 6, 8
 TAV = ["text", "audio", "vision"]
-
-
-class Args(dict):
-    """MMSA's models read their config as attributes (EasyDict); a dict with attribute access."""
-
-    __getattr__ = dict.__getitem__
 
 
 def _ctx(names, T_len=T):
@@ -104,33 +99,13 @@ def _widths(name, params, names):
     return None
 
 
-def _randomise(model, seed):
-    """Random weights and BatchNorm statistics of unit-ish scale instead of the default init.
-
-    Why: at the default init the outputs are nearly constant in many inputs (tiny biases, near-uniform
-    attention), so a wrong mapping of e.g. a bias could hide under the tolerance; with O(1) weights it cannot.
-    Each weight is scaled by 1/sqrt(fan-in) so activations stay O(1) and the LSTMs do not saturate.
-    """
-    g = torch.Generator().manual_seed(1000 + seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.requires_grad:
-                fan_in = p.shape[-1] if p.dim() > 1 else 1
-                p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
-        for name, b in model.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(torch.randn(b.shape, generator=g) * 0.3)
-            elif name.endswith("running_var"):
-                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
-
-
 def _pair(name, names, train, seed=0):
     cls_name, args, fuser_cls, params, head_params, pooled = CASES[name]
     if train:
         args, params, head_params = _mmsa_no_dropout(args), _no_dropout(params, "fuser"), _no_dropout(head_params, "head")
     torch.manual_seed(seed)
     ref = mmsa_reference.load(cls_name)(Args(feature_dims=(D, D, D), train_mode="regression", num_classes=1, **args))
-    _randomise(ref, seed)
+    mmsa_reference.randomise(ref, seed)
     ctx = _ctx(names)
     fuser = fuser_cls(params, ctx)
     head = MmsaOutputHead(head_params, BuildContext(modalities=ctx.modalities, d_model=D, in_dim=fuser.out_dim))
