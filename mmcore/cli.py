@@ -18,6 +18,8 @@ import traceback
 
 from . import __version__
 from .errors import MmcoreUserError
+from .hookspecs import PLUGIN_API
+from .registry import DISTRIBUTION
 
 EXIT_USER_ERROR = 2
 
@@ -53,7 +55,8 @@ def cmd_plugins(args) -> int:
     broken = 0
     for p in reg.plugins:
         tag = " [builtin]" if p.builtin else ""
-        print(f"{p.dist} {p.version}{tag}  (entry point '{p.entry_point}')  {p.status}")
+        api = f"plugin API {p.api}" if p.api is not None else "plugin API not declared"
+        print(f"{p.dist} {p.version}{tag}  (entry point '{p.entry_point}', {api})  {p.status}")
         for kind, names in sorted(p.components.items()):
             print(f"    {kind}: {', '.join(sorted(names))}")
         if args.check and p.status == "ok":
@@ -194,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmcore", description="Multimodal sequence learning from YAML recipes.",
                                 epilog="Run `mmcore COMMAND --help` for a command's options.",
                                 parents=[_global_options(top=True)])
-    p.add_argument("--version", action="version", version=f"mmcore {__version__}", help="print the version and exit")
+    p.add_argument("--version", action="version", help="print the version and exit",
+                   version=f"mmcore {__version__} (distribution {DISTRIBUTION}, plugin API {PLUGIN_API})")
     p.set_defaults(func=functools.partial(_show_help, p))
     sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands",
                            help="one of the commands below")
@@ -277,9 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", metavar="DIR", help="sweep directory (default: <output_dir>/sweep-<spec>-<time>); "
                     "rerun with the same --out to continue")
     sp.add_argument("--data", metavar="PATH", help="data file for every cell")
-    sp.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes (default 1)")
+    sp.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes (default 1); with "
+                    "--executor ray and no --address: a local Ray instance with room for this many cells")
     sp.add_argument("--metric", default=None, help="metric for the table and plot (default: mae or acc)")
     sp.add_argument("--epochs", type=int, help="train.epochs of every cell")
+    sp.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="local: processes on this machine (default); ray: one Ray task per cell (needs the ray "
+                         "extra: pip install 'mmcore-lib[ray]')")
+    sp.add_argument("--address", metavar="ADDR", help="ray: join this running Ray cluster (auto, HOST:PORT or "
+                    "ray://HOST:10001) instead of starting a local instance; --out must be on a shared filesystem")
+    sp.add_argument("--cpus-per-cell", type=int, default=1, metavar="N",
+                    help="ray: CPUs each cell declares, also its torch threads (default 1)")
+    sp.add_argument("--gpus-per-cell", type=float, metavar="G",
+                    help="ray: GPUs each cell declares (default 1 when the cluster has GPUs, else 0; 0.5 shares one)")
     sp.set_defaults(func=cmd_sweep)
 
     sp = command(sub, "data", "public datasets: list them, fetch + verify + convert one, verify a file")

@@ -6,6 +6,10 @@ called on its own: an import error, a hook with a bad signature, or a hook that 
 recorded as a failed :class:`PluginInfo` (distribution, version, entry point, error) and
 skipped; the others load. The built-in components go through the same hook.
 
+Plugin API: the entry-point module declares the API it targets (``MMCORE_PLUGIN_API = "1.0"``, see
+:mod:`mmcore.hookspecs`); one that targets an API this core does not provide is skipped before its hook
+runs, its status naming both versions. A module that declares none is loaded (shown as not declared).
+
 Environment:
     ``MMCORE_LOAD_PLUGINS``: ``""`` loads built-ins only; ``"a,b"`` loads only those distributions.
     ``MMCORE_TRACE_PLUGINS=1``: log every registration.
@@ -29,7 +33,8 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError
 from . import registry as _registry_mod
-from .registry import BUILTIN_PROVIDER, Registry
+from .hookspecs import PLUGIN_API, PLUGIN_API_ATTRIBUTE, api_mismatch, parse_api
+from .registry import BUILTIN_PROVIDER, DISTRIBUTION, Registry
 
 log = logging.getLogger("mmcore.plugins")
 
@@ -47,10 +52,13 @@ class PluginInfo:
     components: dict[str, list[str]] = field(default_factory=dict)
     builtin: bool = False
     error: BaseException | None = None
+    #: the plugin API its module declares (``MMCORE_PLUGIN_API``); None when it declares none or was not imported
+    api: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.dist, "version": self.version, "entry_point": self.entry_point,
-                "builtin": self.builtin, "status": self.status, "components": self.components}
+                "builtin": self.builtin, "plugin_api": self.api, "status": self.status,
+                "components": self.components}
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -92,6 +100,14 @@ def register_plugin(registry: Registry, pm: pluggy.PluginManager, module: Any, *
     ``registry.conflicts``, so a spec that uses the name gets an error naming both providers.
     """
     info = PluginInfo(dist=dist, version=version, entry_point=entry_point, builtin=builtin)
+    declared = getattr(module, PLUGIN_API_ATTRIBUTE, None)
+    info.api = str(declared) if declared is not None else None
+    problem = incompatible_api(dist, version, declared) if declared is not None else None
+    if problem is not None:  # skipped before its hook runs: an API it does not expect could misbehave
+        info.status, info.error = f"error: {problem}", PluginError(problem)
+        log.warning("plugin %s %s (entry point %r) skipped: %s", dist, version, entry_point, problem)
+        registry.plugins.append(info)
+        return info
     staged = []
 
     def register(kind, name, factory, params, *, description=None, aux_losses=None):
@@ -126,6 +142,23 @@ def register_plugin(registry: Registry, pm: pluggy.PluginManager, module: Any, *
             log.warning("mmcore trace: %s registered %s %r (%s)", dist, entry.kind, entry.name, entry.target)
     registry.plugins.append(info)
     return info
+
+
+def incompatible_api(dist: str, version: str, declared: object) -> str | None:
+    """The one-line reason why a plugin declaring plugin API ``declared`` is skipped, with the fix; None if it loads."""
+    from . import __version__
+
+    why = api_mismatch(declared)
+    if why is None:
+        return None
+    want, have = parse_api(declared), parse_api(PLUGIN_API)
+    head = f"incompatible plugin API: {dist} {version} targets mmcore plugin API {declared}, " \
+           f"but {DISTRIBUTION} {__version__} provides plugin API {PLUGIN_API}"
+    if want is None:
+        return f"{dist} {version}: {why}; its author must fix the declaration"
+    if want > have:
+        return f"{head}; upgrade the core (pip install -U {DISTRIBUTION}) or install a release of {dist} made for {PLUGIN_API}"
+    return f"{head}; upgrade the plugin (pip install -U {dist}) or use a release of {DISTRIBUTION} with plugin API {want[0]}.x"
 
 
 DEFAULT_IMPORT_TIMEOUT = 60.0

@@ -37,7 +37,70 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("imputer", "mamba_reconstruction"): "mmcore-plugin-recon",
 }
 
-BUILTIN_PROVIDER = "mmcore"
+#: First-party plugins that depend on other first-party plugins (as their pyproject.toml says; a test
+#: checks it), so a local install command can list them: they are not on the index.
+PLUGIN_REQUIRES: dict[str, tuple[str, ...]] = {
+    "mmcore-plugin-adl": ("mmcore-plugin-ot",),
+    "mmcore-plugin-recon": ("mmcore-plugin-mamba",),
+}
+
+#: The core's distribution name on the package index (`pip install mmcore-lib`); the import package and the
+#: command are `mmcore`. `mmcore` on PyPI is an unrelated geometry library, so the core cannot be called that.
+DISTRIBUTION = "mmcore-lib"
+#: The provider recorded for built-in components: the core's distribution, as plugins record theirs.
+BUILTIN_PROVIDER = DISTRIBUTION
+
+
+def _package_checkout() -> str:
+    """The folder above the running ``mmcore`` package: a source checkout when installed editable."""
+    import os
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def source_checkout_path(dist: str) -> str | None:
+    """Where a source checkout holds the plugin ``dist`` (``plugins/<dist>/pyproject.toml``), or None.
+
+    Looks in the current directory and its parents first (the path is then relative, ready to paste
+    where the user is), then in the checkout the running ``mmcore`` was installed from (absolute path).
+    """
+    import os
+
+    cwd = os.getcwd()
+    d = cwd
+    while True:
+        if os.path.isfile(os.path.join(d, "plugins", dist, "pyproject.toml")):
+            return os.path.relpath(os.path.join(d, "plugins", dist), cwd)
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    root = _package_checkout()
+    if os.path.isfile(os.path.join(root, "plugins", dist, "pyproject.toml")):
+        return os.path.join(root, "plugins", dist)
+    return None
+
+
+def install_hint(dist: str) -> str:
+    """The command that installs ``dist`` by name and, from a source checkout that has it, the local one.
+
+    Why both: the by-name command needs the package index to have the plugin; in a checkout the plugin's
+    folder always works. The local command lists the first-party plugins ``dist`` depends on first
+    (:data:`PLUGIN_REQUIRES`): pip would otherwise look them up by name on the index. ``-c constraints.txt``
+    keeps torch on the pinned build (see the README).
+    """
+    import os
+
+    hint = f"pip install {dist}"
+    local = source_checkout_path(dist)
+    if local is not None:
+        root = os.path.dirname(os.path.dirname(local))
+        constraints = os.path.join(root, "constraints.txt")
+        pin = f"-c {constraints} " if os.path.isfile(constraints) else ""
+        folders = [os.path.join(root, "plugins", d) for d in PLUGIN_REQUIRES.get(dist, ())
+                   if os.path.isfile(os.path.join(root, "plugins", d, "pyproject.toml"))] + [local]
+        hint += f"\n  or, from this source checkout: pip install {pin}" + " ".join(f"-e {f}" for f in folders)
+    return hint
 
 
 class LazyClass:
@@ -93,7 +156,7 @@ class Entry:
     factory: Any  # a class, or a zero-argument callable returning the class
     params: type[BaseModel]
     description: str
-    provider: str  # distribution name ("mmcore" for built-ins, the module for in-process)
+    provider: str  # distribution name (DISTRIBUTION for built-ins, the module for in-process)
     version: str = ""
     aux_losses: dict[str, float] = field(default_factory=dict)
 
@@ -192,13 +255,14 @@ class Registry:
             near = difflib.get_close_matches(name, [n for k, n in KNOWN_PROVIDERS if k == kind], n=1, cutoff=0.75)
             if near and near[0] not in self._entries[kind]:
                 dist = KNOWN_PROVIDERS[(kind, near[0])]
-                hints.append(f"did you mean {near[0]!r}? it comes from {dist}, which is not installed; run: pip install {dist}")
+                hints.append(f"did you mean {near[0]!r}? it comes from {dist}, which is not installed; "
+                             f"run: {install_hint(dist)}")
         elif name not in self._entries[kind]:
             failed = [p for p in self.plugins if getattr(p, "dist", None) == dist and p.status != "ok"]
             if failed:
                 hints.append(f"hint: {name!r} comes from {dist}, which is installed but failed to load: {failed[0].status}")
             else:
-                hints.append(f"hint: {name!r} comes from {dist}, which is not installed; run: pip install {dist}")
+                hints.append(f"hint: {name!r} comes from {dist}, which is not installed; run: {install_hint(dist)}")
         available = self.names(kind)
         hints.append(f"available {kind}s: {', '.join(available) if available else '(none)'}")
         installed = [p for p in self.plugins if not getattr(p, "builtin", False)]

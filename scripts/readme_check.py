@@ -28,6 +28,7 @@ TINY_RUN = "--set train.epochs=1"
 #: (pattern, replacement, reason): applied to each command line in order; None skips the line
 REWRITES: list[tuple[re.Pattern, str | None, str]] = [
     (re.compile(r"^bash scripts/test\.sh.*$"), None, "the test suite itself: CI runs it just before this check"),
+    (re.compile(r"^python3 scripts/index_install_check\.py.*$"), None, "the index install check: CI runs it just before"),
     (re.compile(r"\S*mmcore data fetch mmmo[^&;|]*"),
      r'mkdir -p "$MMCORE_DATA_DIR/mmmo" && ln -sf "$MMCORE_SHARED/data/mmmo.npz" "$MMCORE_DATA_DIR/mmmo/mmmo.npz" '
      r"&& .venv/bin/mmcore data list ", "no network in CI: the cache gets the shared copy of the same converted file"),

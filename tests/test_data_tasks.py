@@ -132,7 +132,7 @@ def test_provenance_is_recorded_and_eval_warns_about_a_changed_data_file(tmp_pat
     spec = _spec({"name": "npz", "params": {"path": str(tmp_path / "d.npz")}}, "regression_mlp")
     train_run(spec_from_dict(spec), str(tmp_path / "run"), progress=False)
     prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
-    assert {"mmcore", "python", "torch", "numpy"} <= set(prov["versions"])
+    assert {"mmcore-lib", "python", "torch", "numpy"} <= set(prov["versions"])
     assert prov["platform"]["torch_threads"] >= 1 and prov["platform"]["device"] == "cpu"
     assert prov["command"] and prov["modalities"]["audio"] == {"dim": 3, "length": T}
     (f,) = prov["data"]["files"]

@@ -159,4 +159,4 @@ def test_plot_without_matplotlib_is_a_user_error_with_the_install_hint(tmp_path,
     for mod in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, mod, None)
     code, _, err = run_cli(["plot", "missing", str(tmp_path)], capsys)
-    assert code == 2 and "mmcore[plots]" in err
+    assert code == 2 and "mmcore-lib[plots]" in err

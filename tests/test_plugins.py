@@ -8,7 +8,8 @@ import pytest
 from conftest import run_cli
 from mmcore import hookspecs, plugins
 from mmcore.errors import PluginError
-from mmcore.registry import Registry, get_registry, reset_registry
+from mmcore.hookspecs import PLUGIN_API, api_mismatch
+from mmcore.registry import DISTRIBUTION, Registry, get_registry, reset_registry
 
 
 class FakeDist:
@@ -69,7 +70,7 @@ def test_duplicate_name_names_both_providers(monkeypatch):
     _fake(monkeypatch, FakeEntryPoint("dupe-dist", "dupe", "plugins.duplicate_name"))
     reg = get_registry()
     status = _info(reg, "dupe-dist").status
-    assert "duplicate aligner 'identity'" in status and "mmcore 0.1.0" in status and "dupe-dist 1.0" in status
+    assert "duplicate aligner 'identity'" in status and f"{DISTRIBUTION} 0.1.0" in status and "dupe-dist 1.0" in status
     assert reg.find("aligner", "unique_one") is not None  # only the clashing name is refused
     hint = " ".join(reg.suggest("aligner", "identity"))
     assert "several plugins" in hint and "dupe-dist" in hint
@@ -102,7 +103,7 @@ def test_load_plugins_env_restricts_distributions(monkeypatch):
     monkeypatch.setenv("MMCORE_LOAD_PLUGINS", "")
     reset_registry()
     reg = get_registry()
-    assert reg.find("aligner", "echo") is None and [p.dist for p in reg.plugins] == ["mmcore"]
+    assert reg.find("aligner", "echo") is None and [p.dist for p in reg.plugins] == [DISTRIBUTION]
     monkeypatch.setenv("MMCORE_LOAD_PLUGINS", "mmcore_plugin_good")  # underscores and dashes are the same
     reset_registry()
     assert get_registry().find("aligner", "echo") is not None
@@ -119,7 +120,8 @@ def test_plugins_command_lists_builtins_and_failures(monkeypatch, capsys):
     code, out, _ = run_cli(["plugins", "--json"], capsys)
     data = {p["name"]: p for p in json.loads(out)}
     assert code == 0
-    assert data["mmcore"]["builtin"] and "identity" in data["mmcore"]["components"]["aligner"]
+    assert data[DISTRIBUTION]["builtin"] and "identity" in data[DISTRIBUTION]["components"]["aligner"]
+    assert data[DISTRIBUTION]["plugin_api"] == PLUGIN_API
     assert data["broken"]["status"].startswith("error:")
     code, _, _ = run_cli(["plugins", "--strict"], capsys)
     assert code == 1
@@ -254,3 +256,97 @@ def test_unknown_component_error_marks_a_plugin_that_failed_to_load(monkeypatch,
     assert "mmcore-plugin-good" in installed and "broken" not in installed
     failed = next(line for line in err.splitlines() if "failed to load" in line)
     assert "broken (ModuleNotFoundError: No module named 'this_module_does_not_exist_anywhere')" in failed
+
+
+# --- plugin API compatibility -------------------------------------------------------------------------
+
+MAJOR, MINOR = (int(x) for x in PLUGIN_API.split("."))
+
+
+class ModuleEntryPoint(FakeEntryPoint):
+    """An entry point whose module is built in the test: a hook registering one aligner, declaring ``api``."""
+
+    def __init__(self, dist, name, api, aligner):
+        super().__init__(dist, name, module=f"fake_{name}")
+        self.api, self.aligner = api, aligner
+
+    def load(self):
+        import types
+
+        from mmcore import hookimpl
+
+        good = importlib.import_module("plugins.good_plugin")
+        mod = types.ModuleType(self.module)
+        if self.api is not None:
+            mod.MMCORE_PLUGIN_API = self.api
+
+        @hookimpl
+        def register_components(register):
+            register("aligner", self.aligner, good.EchoAligner, good.EchoParams)
+
+        mod.register_components = register_components
+        return mod
+
+
+def test_api_mismatch_rule():
+    assert api_mismatch(PLUGIN_API) is None and api_mismatch(f"{MAJOR}.0") is None
+    assert "targets mmcore plugin API" in api_mismatch(f"{MAJOR + 1}.0")
+    assert api_mismatch(f"{MAJOR}.{MINOR + 1}") is not None  # a newer minor needs what this core lacks
+    assert "not a \"MAJOR.MINOR\"" in api_mismatch(1.0) and api_mismatch("1") is not None
+
+
+@pytest.mark.parametrize("api,fix", [(f"{MAJOR + 1}.0", f"pip install -U {DISTRIBUTION}"),
+                                     (f"{MAJOR}.{MINOR + 1}", f"pip install -U {DISTRIBUTION}"),
+                                     (f"{MAJOR - 1}.0", "pip install -U mmcore-plugin-future")])
+def test_plugin_targeting_another_api_is_skipped_naming_both_versions(monkeypatch, capsys, api, fix):
+    _fake(monkeypatch, ModuleEntryPoint("mmcore-plugin-future", "future", api, "from_the_future"),
+          FakeEntryPoint("mmcore-plugin-good", "good", "plugins.good_plugin"))
+    reg = get_registry()
+    info = _info(reg, "mmcore-plugin-future")
+    assert info.status.startswith("error: incompatible plugin API: mmcore-plugin-future 1.0 targets mmcore plugin "
+                                  f"API {api}, but {DISTRIBUTION} 0.1.0 provides plugin API {PLUGIN_API}"), info.status
+    assert fix in info.status
+    assert reg.find("aligner", "from_the_future") is None and reg.find("aligner", "echo") is not None
+    reset_registry()
+    code, out, _ = run_cli(["plugins"], capsys)
+    line = next(ln for ln in out.splitlines() if ln.startswith("mmcore-plugin-future"))
+    assert f"plugin API {api})" in line and f"provides plugin API {PLUGIN_API}" in line
+    reset_registry()
+    code, out, _ = run_cli(["plugins", "--json"], capsys)
+    data = {p["name"]: p for p in json.loads(out)}
+    assert data["mmcore-plugin-future"]["plugin_api"] == api and data["mmcore-plugin-good"]["status"] == "ok"
+
+
+def test_unknown_component_error_names_an_incompatible_plugin_with_both_versions(monkeypatch, tmp_path, capsys):
+    """A spec using a first-party name whose plugin is installed but targets another API: both versions shown."""
+    _fake(monkeypatch, ModuleEntryPoint("mmcore-plugin-ot", "ot", f"{MAJOR + 1}.0", "relaxed_ot"))
+    p = tmp_path / "s.yaml"
+    p.write_text("modalities: {text: {dim: 4}}\nencoders: {default: {name: linear}}\naligner: {name: relaxed_ot}\n"
+                 "fuser: {name: mean}\nhead: {name: regression_mlp}\n")
+    code, _, err = run_cli(["validate", str(p)], capsys)
+    assert code == 2 and "unknown aligner 'relaxed_ot'" in err
+    hint = next(line for line in err.splitlines() if "comes from mmcore-plugin-ot" in line)
+    assert "installed but failed to load" in hint and f"targets mmcore plugin API {MAJOR + 1}.0" in hint
+    assert f"provides plugin API {PLUGIN_API}" in hint
+
+
+def test_plugin_declaring_no_api_loads_and_is_shown_as_undeclared(monkeypatch, capsys):
+    _fake(monkeypatch, FakeEntryPoint("mmcore-plugin-good", "good", "plugins.good_plugin"),
+          ModuleEntryPoint("undeclared", "u", None, "undeclared_one"))
+    reg = get_registry()
+    assert _info(reg, "undeclared").status == "ok" and reg.find("aligner", "undeclared_one") is not None
+    assert _info(reg, "mmcore-plugin-good").api == PLUGIN_API
+    reset_registry()
+    _, out, _ = run_cli(["plugins"], capsys)
+    assert "undeclared 1.0  (entry point 'u', plugin API not declared)  ok" in out
+
+
+@pytest.mark.parametrize("module", ["mmcore.builtins.plugin", "mmcore_plugin_ot.plugin", "mmcore_plugin_adl.plugin",
+                                    "mmcore_plugin_recon.plugin", "mmcore_attention_aligner.plugin"])
+def test_first_party_plugins_declare_the_current_api(module):
+    """Without the declaration a plugin built for another API would load unchecked."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        pytest.skip(f"{module} is not installed in this pass ({e})")
+    assert getattr(mod, "MMCORE_PLUGIN_API", None) == PLUGIN_API

@@ -188,7 +188,7 @@ def test_missing_matplotlib_skips_the_plot_with_an_install_hint(swept, tmp_path,
     with caplog.at_level("WARNING", logger="mmcore.sweep"):
         res = run_sweep(spec, axes=[AXIS], seeds=2, missing_rates=RATES, out=copy)
     assert "png" not in res.paths and not os.path.exists(os.path.join(copy, "missing_rates.png"))
-    assert "mmcore[plots]" in caplog.text
+    assert "mmcore-lib[plots]" in caplog.text
 
 
 def test_a_sweep_made_with_the_old_set_axis_spelling_continues_with_grid(swept, tmp_path, capsys, no_training):

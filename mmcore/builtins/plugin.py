@@ -7,6 +7,8 @@ from ..hookspecs import hookimpl
 from ..registry import lazy
 from . import params as p
 
+MMCORE_PLUGIN_API = "1.0"  # the plugin API these registrations target (mmcore.hookspecs.PLUGIN_API)
+
 _E, _A, _F, _I, _H, _L = ("mmcore.builtins." + m for m in ("encoders", "aligners", "fusers", "imputers", "heads",
                                                               "losses"))
 

@@ -11,7 +11,7 @@ import os
 
 from ..errors import MmcoreUserError
 
-INSTALL_HINT = "pip install 'mmcore[plots]' (in a checkout: pip install -c constraints.txt -e '.[plots]')"
+INSTALL_HINT = "pip install 'mmcore-lib[plots]' (in a checkout: pip install -c constraints.txt -e '.[plots]')"
 
 
 class PlotDependencyError(MmcoreUserError):

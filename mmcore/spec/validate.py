@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError, SpecIssue
-from ..registry import KNOWN_PROVIDERS, Entry, Registry, get_registry
+from ..registry import KNOWN_PROVIDERS, Entry, Registry, get_registry, install_hint
 from .models import PipelineSpec
 from .yaml_source import Source, apply_overrides, load_yaml
 
@@ -301,7 +301,7 @@ def validate_data(src: Source, registry: Registry | None = None) -> ResolvedSpec
                 hints.append(f"did you mean {close[0]!r}?")
             if ("loss", name) in KNOWN_PROVIDERS:
                 dist = KNOWN_PROVIDERS[("loss", name)]
-                hints.append(f"hint: loss {name!r} comes from {dist}, which is not installed; run: pip install {dist}")
+                hints.append(f"hint: loss {name!r} comes from {dist}, which is not installed; run: {install_hint(dist)}")
             hints.append(f"losses available here: {', '.join(known) if known else '(none)'}")
             issues.append(SpecIssue(where, f"losses.{name}", "not a registered loss nor an auxiliary loss of a "
                                     "component in this spec", tuple(hints), _line(where)))

@@ -36,7 +36,15 @@ class SweepResult:
         return [o for o in self.outcomes if o.status == "failed"]
 
 
-def _check_args(seeds: int, jobs: int, metric: str | None) -> None:
+EXECUTORS = ("local", "ray")
+
+
+def _check_args(seeds: int, jobs: int, metric: str | None, executor: str = "local", address: str | None = None) -> None:
+    if executor not in EXECUTORS:
+        raise SweepError(f"command line (--executor {executor}): error: unknown executor; executors: {', '.join(EXECUTORS)}")
+    if address is not None and executor != "ray":
+        raise SweepError(f"command line (--address {address}): error: --address joins a Ray cluster; "
+                         "add --executor ray")
     if seeds < 1:
         raise SweepError(f"command line (--seeds {seeds}): error: need at least one seed")
     if jobs < 1:
@@ -53,21 +61,25 @@ def _check_args(seeds: int, jobs: int, metric: str | None) -> None:
 def run_sweep(spec: str, *, axes: list[str] | None = None, variants: list[str] | None = None, seeds: int = 3,
               missing_rates: list[float] | None = None, out: str | None = None, data: str | None = None,
               jobs: int = 1, metric: str | None = None, epochs: int | None = None,
-              command: list[str] | None = None, overrides: list[str] | None = None) -> SweepResult:
+              command: list[str] | None = None, overrides: list[str] | None = None, executor: str = "local",
+              address: str | None = None, cpus_per_cell: int = 1, gpus_per_cell: float | None = None) -> SweepResult:
     """Train every (variant, seed) cell of a grid into ``out`` and summarise it.
 
     Args: spec — YAML path; axes — ``KEY=V1,V2`` items (``--grid``); variants — ``NAME:KEY=V;KEY=V`` items;
     overrides — ``KEY=VALUE`` items applied to every cell (``--set``);
     seeds — seeds 0..seeds-1; missing_rates — evaluate test across these after training;
     out — sweep directory (resumable); data — data file for every cell; jobs — parallel
-    processes; metric — the table's and plot's metric; epochs — ``train.epochs`` of every cell;
-    command — the command line (argv) recorded in the manifest; ``--out`` is added if absent.
+    processes (local executor) or the CPUs of a local Ray instance in cells (ray executor without address);
+    metric — the table's and plot's metric; epochs — ``train.epochs`` of every cell;
+    command — the command line (argv) recorded in the manifest; ``--out`` is added if absent;
+    executor — ``local`` (processes on this machine) or ``ray`` (one Ray task per cell, see
+    :mod:`mmcore.sweep.ray_executor` for address, cpus_per_cell and gpus_per_cell).
     Raises: SweepError / SpecError before anything trains (bad grid, invalid cells, a directory
     of another grid). A failing cell does not raise: see ``SweepResult.failed``.
     """
     from ..spec.yaml_source import data_overrides
 
-    _check_args(seeds, jobs, metric)
+    _check_args(seeds, jobs, metric, executor, address)
     rates = list(missing_rates or [])
     grid = build_variants(axes, variants, overrides)
     base = (data_overrides(data) if data else []) + ([f"train.epochs={epochs}"] if epochs is not None else [])
@@ -96,8 +108,8 @@ def run_sweep(spec: str, *, axes: list[str] | None = None, variants: list[str] |
     cells = [Cell(v, s) for s in seed_list for v in grid]  # seed-major: every variant at seed 0 first
     done = [c for c in cells if cell_state(c.run_dir(out), tuple(rates)) == "done"]
     todo = [c for c in cells if c not in done]
-    log.info("sweep %s: %d variants x %d seeds = %d cells (%d finished, %d to run), jobs=%d",
-             out, len(grid), seeds, len(cells), len(done), len(todo), jobs)
+    log.info("sweep %s: %d variants x %d seeds = %d cells (%d finished, %d to run), %s", out, len(grid), seeds,
+             len(cells), len(done), len(todo), f"jobs={jobs}" if executor == "local" else f"executor={executor}")
     counter = {"i": 0}
     started = time.perf_counter()
 
@@ -120,9 +132,15 @@ def run_sweep(spec: str, *, axes: list[str] | None = None, variants: list[str] |
         report(o)
         outcomes.append(o)
     tasks = [CellTask(c.key, c.variant.name, c.seed, c.run_dir(out), resolved[c].to_data(),
-                      f"{spec} [{c.key}]", tuple(rates), progress=jobs == 1) for c in todo]
+                      f"{spec} [{c.key}]", tuple(rates), progress=jobs == 1 and executor == "local") for c in todo]
     try:
-        outcomes += run_tasks(tasks, jobs, report, {c.key: resolved[c] for c in todo})
+        if executor == "ray" and tasks:
+            from .ray_executor import run_tasks_ray
+
+            outcomes += run_tasks_ray(tasks, report, jobs=jobs, address=address, cpus_per_cell=cpus_per_cell,
+                                      gpus_per_cell=gpus_per_cell)
+        else:
+            outcomes += run_tasks(tasks, jobs, report, {c.key: resolved[c] for c in todo})
     except KeyboardInterrupt:  # replaces a cell's own "mmcore run --resume" advice: the sweep resumes its cells
         raise SweepInterrupted(f"sweep interrupted: finished cells are kept in {out} and interrupted ones continue "
                                f"from their last finished epoch; run the same command again: {shlex.join(argv)}") from None
@@ -167,7 +185,10 @@ def command_line(args) -> list[str]:
     argv += ["--seeds", str(args.seeds)]
     for flag, value in (("--missing-rates", args.missing_rates), ("--out", args.out), ("--data", args.data),
                         ("--jobs", args.jobs if args.jobs != 1 else None), ("--metric", args.metric),
-                        ("--epochs", args.epochs)):
+                        ("--epochs", args.epochs),
+                        ("--executor", args.executor if args.executor != "local" else None), ("--address", args.address),
+                        ("--cpus-per-cell", args.cpus_per_cell if args.cpus_per_cell != 1 else None),
+                        ("--gpus-per-cell", args.gpus_per_cell)):
         if value is not None:
             argv += [flag, str(value)]
     return argv
@@ -179,7 +200,8 @@ def sweep_from_cli(args) -> int:
     result = run_sweep(args.spec, axes=args.grid, variants=args.variant, seeds=args.seeds,
                        missing_rates=parse_rates(args.missing_rates), out=args.out, data=args.data,
                        jobs=args.jobs, metric=args.metric, epochs=args.epochs, command=command_line(args),
-                       overrides=args.set)
+                       overrides=args.set, executor=args.executor, address=args.address,
+                       cpus_per_cell=args.cpus_per_cell, gpus_per_cell=args.gpus_per_cell)
     return _print_result(result)
 
 

@@ -63,7 +63,7 @@ def collect(rs, data, device, registry=None) -> dict[str, Any]:
     import torch
 
     from .. import __version__
-    from ..registry import get_registry
+    from ..registry import DISTRIBUTION, get_registry
 
     reg = registry or rs.registry or get_registry()
     here = _git(Path(__file__).resolve().parent)
@@ -72,9 +72,10 @@ def collect(rs, data, device, registry=None) -> dict[str, Any]:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": shlex.join(sys.argv),
         "cwd": os.getcwd(),
-        "versions": {"mmcore": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "versions": {DISTRIBUTION: __version__, "python": platform.python_version(), "torch": torch.__version__,
                      "numpy": numpy.__version__, "pydantic": pydantic.VERSION},
-        "plugins": [{"name": p.dist, "version": p.version, "status": p.status} for p in reg.plugins if not p.builtin],
+        "plugins": [{"name": p.dist, "version": p.version, "plugin_api": p.api, "status": p.status}
+                    for p in reg.plugins if not p.builtin],
         "platform": {"system": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
                      "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
                      "cuda": torch.version.cuda if torch.cuda.is_available() else None},

@@ -1,6 +1,8 @@
 from mmcore import hookimpl
 from mmcore.params import ComponentParams
 
+MMCORE_PLUGIN_API = "1.0"
+
 
 class EchoParams(ComponentParams):
     """An aligner that returns its input (test fixture)."""

@@ -6,6 +6,7 @@ from .params import (EFLSTMParams, LFDNNParams, LMFParams, MFMParams, MFNParams,
                      MmsaOutputParams, TFNParams)
 
 _PKG = "mmcore_plugin_baselines"
+MMCORE_PLUGIN_API = "1.0"  # the mmcore plugin API this plugin targets (mmcore.hookspecs.PLUGIN_API)
 
 
 @hookimpl

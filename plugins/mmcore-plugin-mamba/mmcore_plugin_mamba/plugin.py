@@ -7,6 +7,7 @@ from mmcore import hookimpl, lazy
 from .params import BimambaTextCentricParams, InterleavedMambaParams, MambaEncoderParams
 
 _PKG = "mmcore_plugin_mamba"
+MMCORE_PLUGIN_API = "1.0"  # the mmcore plugin API this plugin targets (mmcore.hookspecs.PLUGIN_API)
 
 
 @hookimpl

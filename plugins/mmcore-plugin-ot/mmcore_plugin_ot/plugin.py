@@ -6,6 +6,8 @@ from mmcore import hookimpl, lazy
 
 from .params import GmmPrototypeOTParams, MMDParams, OrderOTParams, RelaxedOTParams, SinkhornParams
 
+MMCORE_PLUGIN_API = "1.0"  # the mmcore plugin API this plugin targets (mmcore.hookspecs.PLUGIN_API)
+
 _PKG = "mmcore_plugin_ot"
 
 

@@ -4,6 +4,8 @@ from mmcore import hookimpl, lazy
 
 from .params import MambaReconstructionParams
 
+MMCORE_PLUGIN_API = "1.0"  # the mmcore plugin API this plugin targets (mmcore.hookspecs.PLUGIN_API)
+
 
 @hookimpl
 def register_components(register):
