@@ -130,37 +130,109 @@ def cmd_schema(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .train.run import run_from_cli
+    from .errors import CheckpointError
+    from .spec import load_spec
+    from .train.distributed import process_rank
+    from .train.run import format_summary, parse_rates, train_run
 
-    return run_from_cli(args)
+    over = _overrides(args)
+    if args.epochs is not None:
+        over.append(f"train.epochs={args.epochs}")
+    if args.seed is not None:
+        over.append(f"seed={args.seed}")
+    rs = load_spec(args.spec, overrides=over)
+    if args.resume and not args.out:
+        raise CheckpointError("--resume needs --out RUN_DIR (the run to continue)")
+    results = train_run(rs, args.out, resume=args.resume, progress=not args.no_progress,
+                        missing_rates=parse_rates(args.missing_rates))
+    if process_rank()[0] == 0:
+        print(format_summary(results))
+    return 0
 
 
 def cmd_eval(args) -> int:
-    from .train.run import eval_from_cli
+    from .missing import format_rate_table
+    from .train.checkpoint import write_json
+    from .train.run import evaluate_rates, load_run, parse_rates, write_rate_table
 
-    return eval_from_cli(args)
+    trainer = load_run(args.run_dir, args.data)
+    rates = parse_rates(args.missing_rates)
+    if args.alignment:
+        from .alignment import evaluate_alignment, format_alignment
+
+        res = evaluate_alignment(trainer.model, trainer.data, args.split, device=trainer.device)
+        path = os.path.join(args.run_dir, "alignment.json" if args.split == "test" else f"alignment_{args.split}.json")
+        write_json(path, res)
+        print(format_alignment(res))
+        print(f"wrote {path}")
+        if not rates:
+            return 0
+    if rates:
+        rows = evaluate_rates(trainer, rates, args.split)
+        paths = write_rate_table(args.run_dir, rows, args.split)
+        print(format_rate_table(rows))
+        print(f"wrote {', '.join(paths)}")
+    else:
+        print(json.dumps(trainer.evaluate(args.split), indent=2))
+    return 0
+
+
+def sweep_command_line(args) -> list[str]:
+    """The ``mmcore sweep`` argv equivalent to parsed ``args`` (recorded in sweep.json)."""
+    argv = ["mmcore", "sweep", args.spec]
+    for flag, values in (("--set", args.set), ("--grid", args.grid), ("--variant", args.variant)):
+        for v in values or ():
+            argv += [flag, v]
+    argv += ["--seeds", str(args.seeds)]
+    for flag, value in (("--missing-rates", args.missing_rates), ("--out", args.out), ("--data", args.data),
+                        ("--jobs", args.jobs if args.jobs != 1 else None), ("--metric", args.metric),
+                        ("--epochs", args.epochs),
+                        ("--executor", args.executor if args.executor != "local" else None), ("--address", args.address),
+                        ("--cpus-per-cell", args.cpus_per_cell if args.cpus_per_cell != 1 else None),
+                        ("--gpus-per-cell", args.gpus_per_cell)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import sweep_from_cli
+    from .sweep import print_result, run_sweep
+    from .train.run import parse_rates
 
-    return sweep_from_cli(args)
+    result = run_sweep(args.spec, axes=args.grid, variants=args.variant, seeds=args.seeds,
+                       missing_rates=parse_rates(args.missing_rates), out=args.out, data=args.data,
+                       jobs=args.jobs, metric=args.metric, epochs=args.epochs, command=sweep_command_line(args),
+                       overrides=args.set, executor=args.executor, address=args.address,
+                       cpus_per_cell=args.cpus_per_cell, gpus_per_cell=args.gpus_per_cell)
+    return print_result(result)
 
 
 def cmd_plot(args) -> int:
     from .plots._mpl import require_matplotlib
 
     require_matplotlib()  # before loading data and model: a missing extra fails in a second, not after them
-    from .plots import plot_from_cli
+    from .plots import plot_curves, plot_missing, plot_ot_plan
 
-    return plot_from_cli(args)
+    if args.what == "missing":
+        path = plot_missing(args.run_dir, metric=args.metric, output=args.output)
+    elif args.what == "curves":
+        path = plot_curves(args.run_dir, output=args.output, metric=args.metric)
+    else:
+        path = plot_ot_plan(args.run_dir, args.sample, pair=args.pair, output=args.output)
+    print(f"wrote {path}")
+    return 0
 
 
 def cmd_data(args) -> int:
     from .data import commands
 
-    return {"list": commands.cmd_data_list, "fetch": commands.cmd_data_fetch,
-            "verify": commands.cmd_data_verify}[args.data_command](args)
+    if args.data_command == "list":
+        return commands.data_list(args.name, data_dir=args.dir, as_json=args.json)
+    if args.data_command == "fetch":
+        return commands.data_fetch(args.name, data_dir=args.dir, from_dir=args.from_dir,
+                                   verified_only=args.verified_only, force=args.force, retries=args.retries,
+                                   progress=not args.no_progress and sys.stderr.isatty(), axes=args.axes)
+    return commands.data_verify(args.path, sha256=args.sha256)
 
 
 def _overrides(args) -> list[str]:

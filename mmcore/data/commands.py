@@ -1,4 +1,4 @@
-"""``mmcore data list | fetch | verify``: the command-line side of the catalogue, cache and fetcher.
+"""What ``mmcore data list | fetch | verify`` print, as functions of plain arguments (``mmcore.cli`` parses them).
 
 ``list`` and ``fetch`` never import torch; ``verify`` loads the file with its dataset loader (torch)
 to check the layout exactly as a run would read it.
@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 from ..errors import DataError
-from .cache import ENV_DATA_DIR, cached_npz, data_dir, read_manifest
+from .cache import ENV_DATA_DIR, cached_npz, read_manifest
+from .cache import data_dir as _data_dir
 from .catalogue import DATASETS, DatasetEntry, get_dataset, known_file_by_sha256
 
-__all__ = ["cmd_data_list", "cmd_data_fetch", "cmd_data_verify", "human_size"]
+__all__ = ["data_list", "data_fetch", "data_verify", "human_size"]
 
 
 def human_size(n: int) -> str:
@@ -56,13 +56,14 @@ def _entry_json(e: DatasetEntry, root) -> dict:
             "cached": str(p) if p else None}
 
 
-def cmd_data_list(args) -> int:
-    root = data_dir(args.dir)
-    entries = [get_dataset(args.name)] if args.name else list(DATASETS.values())
-    if args.json:
+def data_list(name: str | None = None, *, data_dir: str | None = None, as_json: bool = False) -> int:
+    """`mmcore data list [NAME]`: the catalogue, where the cache is, what is cached."""
+    root = _data_dir(data_dir)
+    entries = [get_dataset(name)] if name else list(DATASETS.values())
+    if as_json:
         print(json.dumps({"data_dir": str(root), "datasets": [_entry_json(e, root) for e in entries]}, indent=2))
         return 0
-    origin = ("--dir" if args.dir else f"${ENV_DATA_DIR}" if os.environ.get(ENV_DATA_DIR)
+    origin = ("--dir" if data_dir else f"${ENV_DATA_DIR}" if os.environ.get(ENV_DATA_DIR)
               else f"the user cache; set ${ENV_DATA_DIR} or pass --dir to change it")
     print(f"data dir: {root}  ({origin})")
     for e in entries:
@@ -73,7 +74,7 @@ def cmd_data_list(args) -> int:
             print(f"  files:   {len(e.files)} h5 ({n_ver} with a pinned sha256), {_size_text(e)}")
         print(f"  licence: {e.licence}")
         print(f"  cached:  {_cached_text(e, root)}")
-        if args.name:
+        if name:
             print(f"  about:   {e.description}")
             for note in e.notes:
                 print(f"  note:    {note}")
@@ -83,14 +84,15 @@ def cmd_data_list(args) -> int:
     return 0
 
 
-def cmd_data_fetch(args) -> int:
+def data_fetch(name: str, *, data_dir: str | None = None, from_dir: str | None = None, verified_only: bool = False,
+               force: bool = False, retries: int = 3, progress: bool = False, axes: str = "auto") -> int:
+    """`mmcore data fetch NAME`: download (or take from ``from_dir``), verify, convert; print where it went."""
     from .fetch import fetch_dataset
 
-    entry = get_dataset(args.name)
-    root = data_dir(args.dir)
-    progress = not args.no_progress and sys.stderr.isatty()
-    res = fetch_dataset(entry, root, from_dir=args.from_dir, verified_only=args.verified_only, force=args.force,
-                        retries=args.retries, progress=progress, axes=args.axes)
+    entry = get_dataset(name)
+    root = _data_dir(data_dir)
+    res = fetch_dataset(entry, root, from_dir=from_dir, verified_only=verified_only, force=force,
+                        retries=retries, progress=progress, axes=axes)
     if res.cached:
         print(f"{entry.name}: already fetched: {res.npz} (--force fetches and converts again)")
     else:
@@ -101,7 +103,7 @@ def cmd_data_fetch(args) -> int:
             print(f"  unverified (no pinned checksum): {n} sha256 {res.files[n]['sha256']}")
         for m in res.missing:
             print(f"  missing: {m}")
-    default = data_dir(None)
+    default = _data_dir(None)
     if root != default:
         print(f"  specs find it with `dataset: {entry.name}` when {ENV_DATA_DIR}={root} is set; or pass "
               f"--data {res.npz}")
@@ -156,24 +158,25 @@ def _npz_modalities(path: Path) -> list[str]:
     return mods or ["text", "audio", "vision"]
 
 
-def cmd_data_verify(args) -> int:
+def data_verify(path_text: str, *, sha256: str | None = None) -> int:
+    """`mmcore data verify PATH`: the file's sha256 against ``sha256`` and the catalogue, and its layout."""
     from .fetch import ChecksumError, sha256_file
 
-    path = Path(args.path).expanduser()
+    path = Path(path_text).expanduser()
     if not path.is_file():
-        raise DataError(f"{args.path}: no such file")
+        raise DataError(f"{path_text}: no such file")
     digest = sha256_file(path)
     print(f"{path}: {os.path.getsize(path)} bytes, sha256 {digest}")
-    if args.sha256:
-        if digest != args.sha256.lower():
-            raise ChecksumError(f"{path}: sha256 mismatch: expected {args.sha256.lower()}, got {digest}; the file is "
+    if sha256:
+        if digest != sha256.lower():
+            raise ChecksumError(f"{path}: sha256 mismatch: expected {sha256.lower()}, got {digest}; the file is "
                                 "not the one you expected (re-download it)")
         print("  checksum: matches --sha256")
     known = known_file_by_sha256(digest)
     if known:
         entry, f = known
         print(f"  checksum: matches {entry.source.split()[0]} {f.path} (pinned in the catalogue)")
-    elif not args.sha256:
+    elif not sha256:
         print("  checksum: no pinned sha256 for this file in the catalogue (mmcore pins only the MFN release "
               "files); compare the sha256 above with the one its distributor publishes, or pass --sha256 HEX")
     print(f"  {_layout(path)}")

@@ -30,15 +30,4 @@ from .missing import plot_missing as plot_missing
 from .ot_plan import plot_ot_plan as plot_ot_plan
 from .ot_plan import sample_plans as sample_plans
 
-__all__ = ["plot_curves", "plot_from_cli", "plot_missing", "plot_ot_plan", "sample_plans"]
-
-
-def plot_from_cli(args) -> int:
-    if args.what == "missing":
-        path = plot_missing(args.run_dir, metric=args.metric, output=args.output)
-    elif args.what == "curves":
-        path = plot_curves(args.run_dir, output=args.output, metric=args.metric)
-    else:
-        path = plot_ot_plan(args.run_dir, args.sample, pair=args.pair, output=args.output)
-    print(f"wrote {path}")
-    return 0
+__all__ = ["plot_curves", "plot_missing", "plot_ot_plan", "sample_plans"]

@@ -15,7 +15,7 @@ from .grid import Variant as Variant
 from .grid import build_variants as build_variants
 from .run import SweepInterrupted as SweepInterrupted
 from .run import SweepResult as SweepResult
+from .run import print_result as print_result
 from .run import run_sweep as run_sweep
-from .run import sweep_from_cli as sweep_from_cli
 
-__all__ = ["Cell", "SweepError", "SweepInterrupted", "SweepResult", "Variant", "build_variants", "run_sweep", "sweep_from_cli"]
+__all__ = ["Cell", "SweepError", "SweepInterrupted", "SweepResult", "Variant", "build_variants", "print_result", "run_sweep"]

@@ -173,39 +173,8 @@ def _plot(out: str, summary: Summary) -> str | None:
         return None
 
 
-def command_line(args) -> list[str]:
-    """The ``mmcore sweep`` argv equivalent to parsed ``args`` (recorded in sweep.json)."""
-    argv = ["mmcore", "sweep", args.spec]
-    for s in args.set or ():
-        argv += ["--set", s]
-    for g in args.grid or ():
-        argv += ["--grid", g]
-    for v in args.variant or ():
-        argv += ["--variant", v]
-    argv += ["--seeds", str(args.seeds)]
-    for flag, value in (("--missing-rates", args.missing_rates), ("--out", args.out), ("--data", args.data),
-                        ("--jobs", args.jobs if args.jobs != 1 else None), ("--metric", args.metric),
-                        ("--epochs", args.epochs),
-                        ("--executor", args.executor if args.executor != "local" else None), ("--address", args.address),
-                        ("--cpus-per-cell", args.cpus_per_cell if args.cpus_per_cell != 1 else None),
-                        ("--gpus-per-cell", args.gpus_per_cell)):
-        if value is not None:
-            argv += [flag, str(value)]
-    return argv
-
-
-def sweep_from_cli(args) -> int:
-    from ..train.run import parse_rates
-
-    result = run_sweep(args.spec, axes=args.grid, variants=args.variant, seeds=args.seeds,
-                       missing_rates=parse_rates(args.missing_rates), out=args.out, data=args.data,
-                       jobs=args.jobs, metric=args.metric, epochs=args.epochs, command=command_line(args),
-                       overrides=args.set, executor=args.executor, address=args.address,
-                       cpus_per_cell=args.cpus_per_cell, gpus_per_cell=args.gpus_per_cell)
-    return _print_result(result)
-
-
-def _print_result(result: SweepResult) -> int:
+def print_result(result: SweepResult) -> int:
+    """Print the table and what was written; the exit code: 1 when a cell failed."""
     print(format_markdown(result.summary))
     print()
     print("wrote " + ", ".join(result.paths[k] for k in ("md", "csv", "json", "png") if k in result.paths))

@@ -73,10 +73,16 @@ def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
+def process_rank() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) of this process, from torchrun's environment; (0, 0, 1) otherwise."""
+    return (int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")),
+            int(os.environ.get("WORLD_SIZE", "1")))
+
+
 def init_distributed(device_pref: str) -> DistEnv:
     """Join the process group torchrun describes, or return a single-process environment."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local, _ = process_rank()
     device = pick_device(device_pref, local)
     if world <= 1:
         return DistEnv(device=device)

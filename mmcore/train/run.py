@@ -199,25 +199,8 @@ def _quiet_unless_main(env: DistEnv) -> int | None:
     return old
 
 
-def run_from_cli(args) -> int:
-    from ..cli import _overrides
-
-    over = _overrides(args)
-    if args.epochs is not None:
-        over.append(f"train.epochs={args.epochs}")
-    if args.seed is not None:
-        over.append(f"seed={args.seed}")
-    rs = load_spec(args.spec, overrides=over)
-    if args.resume and not args.out:
-        raise CheckpointError("--resume needs --out RUN_DIR (the run to continue)")
-    results = train_run(rs, args.out, resume=args.resume, progress=not args.no_progress,
-                        missing_rates=parse_rates(args.missing_rates))
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(_summary(results))
-    return 0
-
-
-def _summary(results: dict) -> str:
+def format_summary(results: dict) -> str:
+    """The lines `mmcore run` prints at the end: run folder, selected epoch, test metrics, the train-mean baseline."""
     test = results["test"]
     keys = [k for k in ("mae", "corr", "acc2_has0", "acc2_non0", "f1_non0", "acc7", "acc", "f1_weighted") if k in test]
     lines = [f"run: {results['run_dir']}", f"best epoch: {results['best_epoch']} (valid {results['select_metric']} = "
@@ -257,26 +240,3 @@ def load_run(run_dir: str, data_path: str | None = None):
     best = os.path.join(run_dir, "best.pt")
     trainer.model.load_state_dict(load_checkpoint(best if os.path.exists(best) else os.path.join(run_dir, "last.pt"))["model"])
     return trainer
-
-
-def eval_from_cli(args) -> int:
-    trainer = load_run(args.run_dir, args.data)
-    rates = parse_rates(args.missing_rates)
-    if getattr(args, "alignment", False):
-        from ..alignment import evaluate_alignment, format_alignment
-
-        res = evaluate_alignment(trainer.model, trainer.data, args.split, device=trainer.device)
-        path = os.path.join(args.run_dir, "alignment.json" if args.split == "test" else f"alignment_{args.split}.json")
-        write_json(path, res)
-        print(format_alignment(res))
-        print(f"wrote {path}")
-        if not rates:
-            return 0
-    if rates:
-        rows = evaluate_rates(trainer, rates, args.split)
-        paths = write_rate_table(args.run_dir, rows, args.split)
-        print(format_rate_table(rows))
-        print(f"wrote {', '.join(paths)}")
-    else:
-        print(json.dumps(trainer.evaluate(args.split), indent=2))
-    return 0
