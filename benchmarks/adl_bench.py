@@ -117,7 +117,7 @@ def time_pipeline(name: str, spec: dict, args) -> tuple[float, int]:
     rs = spec_from_dict(spec)
     data = load_dataset(rs)
     with tempfile.TemporaryDirectory() as d:
-        tr = Trainer(rs, data, d, progress=False)
+        tr = Trainer.for_training(rs, data, d, progress=False)
         phase = tr.phases[-1]  # ADL: the denoise phase (fitter step + backbone step); baseline: its one phase
         n_batches = -(-len(data.split("train")) // spec["train"]["batch_size"])
         per_step: dict[str, float] = {}

@@ -57,7 +57,7 @@ def main() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        trainer = Trainer(rs, data, d, progress=False)
+        trainer = Trainer.for_training(rs, data, d, progress=False)
         times = []
         for epoch in range(args.epochs):
             t0 = time.perf_counter()

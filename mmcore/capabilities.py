@@ -9,6 +9,7 @@ checks that what a component declares has the right type.
 | capability | kind / default | meaning |
 |---|---|---|
 | ``accepts_missing`` | aligner / ``False`` | ``forward(seqs, valid, missing={m: (B,) bool})`` gets the rows whose modality is absent |
+| ``accepts_batch`` | fuser / ``False`` | ``forward(seqs, valid, batch=Batch)`` also gets the batch (``labels``, ``index``): for per-sample training state such as Self-MM's label memories; the representation must not read ``batch.labels`` |
 | ``output_streams`` | aligner / ``None`` | the streams it returns when they are not the modalities; the fuser is built for these |
 | ``anchor`` | aligner / ``None`` | the modality the others are aligned onto |
 | ``alignment_plans()`` | aligner / absent | ``{m: (B, T_anchor, T_m)}`` plans of the last forward, detached (plots, alignment accuracy) |
@@ -34,12 +35,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-__all__ = ["CAPABILITIES", "accepts_missing", "output_streams", "anchor", "alignment_plans", "training_phases",
+__all__ = ["CAPABILITIES", "accepts_missing", "accepts_batch", "output_streams", "anchor", "alignment_plans", "training_phases",
            "set_step", "has_unused_parameters", "contract_skip", "contract_no_grad", "check_declared"]
 
 #: name -> (expected type description, predicate on the declared value); methods are checked as callables
 CAPABILITIES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "accepts_missing": ("bool", lambda v: isinstance(v, bool)),
+    "accepts_batch": ("bool", lambda v: isinstance(v, bool)),
     "output_streams": ("list of str", lambda v: v is None or (isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v))),
     "anchor": ("str", lambda v: v is None or isinstance(v, str)),
     "alignment_plans": ("method", callable),
@@ -54,6 +56,11 @@ CAPABILITIES: dict[str, tuple[str, Callable[[Any], bool]]] = {
 def accepts_missing(component) -> bool:
     """Whether the aligner's forward takes ``missing=``."""
     return bool(getattr(component, "accepts_missing", False))
+
+
+def accepts_batch(component) -> bool:
+    """Whether the fuser's forward takes ``batch=``."""
+    return bool(getattr(component, "accepts_batch", False))
 
 
 def output_streams(aligner, modalities: list[str]) -> list[str]:

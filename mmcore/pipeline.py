@@ -29,7 +29,8 @@ class Pipeline(nn.Module):
     Masked tokens of modalities with ``mask_with: unk`` are replaced by a learned unknown-token
     vector before encoding (text); padded positions are zeroed before encoding. An aligner that sets
     ``accepts_missing = True`` also receives ``missing={m: (B,) bool}`` (rows whose modality is absent),
-    e.g. to keep them out of batch statistics.
+    e.g. to keep them out of batch statistics. A fuser that sets ``accepts_batch = True`` also receives
+    ``batch=`` (labels and row indices, for per-sample training state such as Self-MM's label memories).
     """
 
     def __init__(self, encoders: dict[str, nn.Module], aligner: nn.Module, fuser: nn.Module, head: nn.Module, *,
@@ -74,7 +75,8 @@ class Pipeline(nn.Module):
         kw = {"missing": {m: batch.missing[m] for m in seqs}} if capabilities.accepts_missing(self.aligner) else {}
         al = self.aligner(seqs, {m: batch.valid[m] for m in seqs}, **kw)
         _merge(aux, al.aux)
-        fu = self.fuser(al.seqs, al.valid)
+        fkw = {"batch": batch} if capabilities.accepts_batch(self.fuser) else {}
+        fu = self.fuser(al.seqs, al.valid, **fkw)
         _merge(aux, fu.aux)
         pred = self.head(fu.rep)
         state = PipelineState(batch, encoded, seqs, al.seqs, al.valid, fu.rep, pred)

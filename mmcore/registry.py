@@ -9,32 +9,40 @@ default weights, and the distribution that provided it.
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import logging
 import threading
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Callable
 
 from pydantic import BaseModel
 
+from ._lazy import LazyClass as LazyClass
+from ._lazy import lazy as lazy
+from ._lazy import lazy_exports as lazy_exports
 from .errors import PluginError, UnknownComponentError
 
 log = logging.getLogger("mmcore.registry")
 
 KINDS: tuple[str, ...] = ("encoder", "aligner", "fuser", "imputer", "head", "loss", "dataset")
 
-#: Components provided by first-party plugins, so an unknown name can say what to install.
+#: Components provided by first-party plugins, so an unknown name can say what to install
+#: (tests/test_known_providers.py keeps it equal to what the installed plugins register).
 KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("aligner", "relaxed_ot"): "mmcore-plugin-ot",
     ("aligner", "sinkhorn"): "mmcore-plugin-ot",
     ("aligner", "gmm_prototype_ot"): "mmcore-plugin-ot",
+    ("aligner", "order_ot"): "mmcore-plugin-ot",
     ("loss", "mmd"): "mmcore-plugin-ot",
     ("fuser", "interleaved_mamba"): "mmcore-plugin-mamba",
     ("aligner", "bimamba_text_centric"): "mmcore-plugin-mamba",
     ("encoder", "mamba"): "mmcore-plugin-mamba",
     ("imputer", "adl"): "mmcore-plugin-adl",
     ("imputer", "mamba_reconstruction"): "mmcore-plugin-recon",
+    **{("fuser", n): "mmcore-plugin-baselines"
+       for n in ("ef_lstm", "lf_dnn", "lmf", "mfm", "mfn", "misa", "mmsa_mult", "self_mm", "tfn")},
+    ("head", "mmsa_output"): "mmcore-plugin-baselines",
 }
 
 #: First-party plugins that depend on other first-party plugins (as their pyproject.toml says; a test
@@ -103,48 +111,58 @@ def install_hint(dist: str) -> str:
     return hint
 
 
-class LazyClass:
-    """A zero-argument loader for ``module:attr`` that imports on first call.
+class PluginState(str, Enum):
+    """Whether a plugin distribution loaded."""
 
-    Why: registering through a loader keeps ``mmcore plugins|validate|schema`` free of torch;
-    the target is kept so ``mmcore list`` can print ``module:Class`` without importing it.
+    OK = "ok"
+    ERROR = "error"
+
+
+class PluginStatus(str):
+    """A plugin's load status, typed: :attr:`state` and, on error, a one-line :attr:`reason`.
+
+    Why a ``str``: its value is exactly the text users see (``ok``, or ``error: <reason>``) in
+    ``mmcore plugins`` and its JSON, so code reads ``status.failed`` while printing stays unchanged.
     """
 
-    def __init__(self, module: str, attr: str):
-        self.module, self.attr = module, attr
+    state: PluginState
+    reason: str
+
+    def __new__(cls, state: PluginState, reason: str = "") -> PluginStatus:
+        self = super().__new__(cls, "ok" if state is PluginState.OK else f"error: {reason}")
+        self.state, self.reason = state, reason
+        return self
+
+    def __reduce__(self):
+        return (PluginStatus, (self.state, self.reason))
+
+    @classmethod
+    def ok(cls) -> PluginStatus:
+        return cls(PluginState.OK)
+
+    @classmethod
+    def error(cls, reason: str) -> PluginStatus:
+        return cls(PluginState.ERROR, reason)
+
+    @classmethod
+    def of(cls, status: str) -> PluginStatus:
+        """``status`` typed: a :class:`PluginStatus` as it is, or the text ``ok`` / ``error: <reason>`` read."""
+        if isinstance(status, PluginStatus):
+            return status
+        if status == "ok":
+            return cls.ok()
+        if status.startswith("error: "):
+            return cls.error(status.removeprefix("error: "))
+        raise ValueError(f"not a plugin status: {status!r} (expected 'ok' or 'error: <reason>')")
 
     @property
-    def target(self) -> str:
-        return f"{self.module}:{self.attr}"
-
-    def __call__(self) -> type:
-        return getattr(importlib.import_module(self.module), self.attr)
-
-    def __repr__(self) -> str:
-        return f"LazyClass({self.target!r})"
+    def failed(self) -> bool:
+        return self.state is PluginState.ERROR
 
 
-def lazy_exports(package: str, exports: dict[str, str]):
-    """A module ``__getattr__`` (PEP 562) that imports ``package.<module>`` on first access of a name.
-
-    ``exports`` maps a public name to the submodule defining it. Packages whose import must stay
-    torch-free (a plugin's package is imported to reach its hook) re-export this way::
-
-        __getattr__ = lazy_exports(__name__, {"MambaBlock": "block"})
-    """
-
-    def __getattr__(name: str):
-        module = exports.get(name)
-        if module is None:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(f".{module}", package), name)
-
-    return __getattr__
-
-
-def lazy(module: str, attr: str) -> LazyClass:
-    """Loader for ``register``: ``register("fuser", "x", lazy("pkg.x", "XFuser"), XParams)``."""
-    return LazyClass(module, attr)
+def _failed(plugin: Any) -> bool:
+    """Whether a :class:`~mmcore.plugins.PluginInfo` failed to load (its status typed or as text)."""
+    return PluginStatus.of(plugin.status).failed
 
 
 @dataclass(frozen=True)
@@ -232,9 +250,21 @@ class Registry:
         return self._entries.get(kind, {}).get(name)
 
     def get(self, kind: str, name: str) -> Entry:
-        """The entry for (kind, name), or :class:`UnknownComponentError` with did-you-mean."""
+        """The entry for (kind, name).
+
+        Raises:
+            UnknownComponentError: no such kind or name (with did-you-mean and what to install).
+            PluginError: several providers registered the name; none of them is chosen silently.
+        """
         if kind not in KINDS:
             raise UnknownComponentError(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
+        conflict = self.conflicts.get((kind, name))
+        if conflict:
+            raise PluginError(
+                f"{kind} {name!r} is provided by several plugins: {' and '.join(conflict)}; a name must mean one "
+                "thing regardless of install order, so none is used\n  hint: uninstall all but one, or load only the "
+                "one you mean: list it in the spec's `plugins:` (or set MMCORE_LOAD_PLUGINS=<distribution>; an empty "
+                "value loads the built-ins only)")
         entry = self.find(kind, name)
         if entry is None:
             raise UnknownComponentError("\n  ".join([f"unknown {kind} {name!r}", *self.suggest(kind, name)]))
@@ -258,7 +288,7 @@ class Registry:
                 hints.append(f"did you mean {near[0]!r}? it comes from {dist}, which is not installed; "
                              f"run: {install_hint(dist)}")
         elif name not in self._entries[kind]:
-            failed = [p for p in self.plugins if getattr(p, "dist", None) == dist and p.status != "ok"]
+            failed = [p for p in self.plugins if getattr(p, "dist", None) == dist and _failed(p)]
             if failed:
                 hints.append(f"hint: {name!r} comes from {dist}, which is installed but failed to load: {failed[0].status}")
             else:
@@ -266,12 +296,12 @@ class Registry:
         available = self.names(kind)
         hints.append(f"available {kind}s: {', '.join(available) if available else '(none)'}")
         installed = [p for p in self.plugins if not getattr(p, "builtin", False)]
-        working = [p.dist for p in installed if p.status == "ok"]
-        failed = [p for p in installed if p.status != "ok"]
+        working = [p.dist for p in installed if not _failed(p)]
+        failed = [p for p in installed if _failed(p)]
         hints.append(f"installed plugins: {', '.join(working) if working else '(none; only built-ins)'}")
         if failed:  # never listed among the working ones: say which failed, and why, in one line each
             hints.append("installed but failed to load: "
-                         + "; ".join(f"{p.dist} ({p.status.removeprefix('error: ')})" for p in failed)
+                         + "; ".join(f"{p.dist} ({PluginStatus.of(p.status).reason})" for p in failed)
                          + " (details: mmcore plugins)")
         return hints
 

@@ -350,3 +350,34 @@ def test_first_party_plugins_declare_the_current_api(module):
     except ModuleNotFoundError as e:
         pytest.skip(f"{module} is not installed in this pass ({e})")
     assert getattr(mod, "MMCORE_PLUGIN_API", None) == PLUGIN_API
+
+
+def test_get_refuses_a_name_two_providers_registered(monkeypatch):
+    """Not the first provider silently: an error naming both, and how to choose."""
+    _fake(monkeypatch, FakeEntryPoint("dupe-dist", "dupe", "plugins.duplicate_name"))
+    reg = get_registry()
+    with pytest.raises(PluginError) as e:
+        reg.get("aligner", "identity")
+    msg = str(e.value)
+    assert f"aligner 'identity' is provided by several plugins: {DISTRIBUTION} 0.1.0 and dupe-dist 1.0" in msg
+    assert "uninstall all but one" in msg and "plugins:" in msg and "MMCORE_LOAD_PLUGINS" in msg
+    assert reg.get("aligner", "unique_one").provider == "dupe-dist"  # its other names still resolve
+
+
+def test_plugin_status_is_typed_and_reads_as_before():
+    from mmcore.registry import PluginState, PluginStatus
+
+    ok, bad = PluginStatus.ok(), PluginStatus.error("ImportError: no module named x")
+    assert (ok, bad) == ("ok", "error: ImportError: no module named x")  # the text users see is unchanged
+    assert ok.state is PluginState.OK and not ok.failed
+    assert bad.state is PluginState.ERROR and bad.failed and bad.reason == "ImportError: no module named x"
+    assert PluginStatus.of("error: boom").reason == "boom" and PluginStatus.of(bad) is bad
+    assert json.dumps({"status": bad}) == '{"status": "error: ImportError: no module named x"}'
+    with pytest.raises(ValueError, match="not a plugin status"):
+        PluginStatus.of("fine")
+
+
+def test_a_failed_plugin_is_named_in_unknown_name_hints(monkeypatch):
+    _fake(monkeypatch, FakeEntryPoint("broken", "broken", "plugins.broken_import"))
+    hints = get_registry().suggest("aligner", "nope")
+    assert any(h.startswith("installed but failed to load: broken (ModuleNotFoundError") for h in hints), hints

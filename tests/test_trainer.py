@@ -260,6 +260,7 @@ def test_a_step_backpropagates_only_through_its_selected_terms():
 
 def test_lr_scale_scales_only_that_steps_update(tmp_path):
     from mmcore.data.load import load_dataset
+    from mmcore.train.step import optimizer_step
     from mmcore.train.trainer import Trainer
 
     rs = tiny_spec(train={"weight_decay": 0.0})
@@ -270,7 +271,7 @@ def test_lr_scale_scales_only_that_steps_update(tmp_path):
         before = p.detach().clone()
         tr.optimizer.state.clear()  # a fresh AdamW first step moves every weight by ~lr·sign(grad)
         p.grad = torch.ones_like(p)
-        tr._optimizer_step(scale)
+        optimizer_step(tr.optimizer, scale)
         moves.append((p.detach() - before).abs().max().item())
     assert abs(moves[1] / moves[0] - 0.25) < 1e-3
     assert tr.optimizer.param_groups[0]["lr"] == rs.spec.train.lr  # restored after the step
@@ -361,7 +362,9 @@ def test_progress_off_a_terminal_is_a_log_line_per_interval(caplog):
     """On a terminal tqdm shows batches, rate and ETA; in logs and CI a line at most every `every` seconds."""
     import logging
 
-    ticker = trainer_mod._LogTicker(total=10, desc="epoch 1/2 [train]", every=0.0)
+    from mmcore.train.reporting import LogTicker
+
+    ticker = LogTicker(total=10, desc="epoch 1/2 [train]", every=0.0)
     with caplog.at_level(logging.INFO, logger="mmcore.train"):
         ticker.update(3)
         ticker.update(7)  # the last batch: the epoch line follows, no progress line

@@ -340,7 +340,7 @@ def diagnose(run_dir):
         geo["latent"] = latent_check(model, data)
     res["geometry"] = geo
     # gradients at initialisation (the run's seed; fresh prototypes)
-    init = Trainer(trainer.rs, data, tempfile.mkdtemp(), progress=False)
+    init = Trainer.for_training(trainer.rs, data, tempfile.mkdtemp(), progress=False)
     res["grads_init"] = grad_stats(init.model, data)
     return res
 

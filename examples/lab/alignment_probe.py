@@ -498,7 +498,7 @@ def main(argv=None) -> int:
         return 0
     epochs = args.epochs if args.epochs is not None else rs.spec.train.epochs
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(rs, data, tmp, progress=False)
+        trainer = Trainer.for_training(rs, data, tmp, progress=False)
         trainer.model.register_forward_pre_hook(lambda mod, a: _SPLIT.__setitem__("index", a[0].index))
         evaluate = trainer.evaluate
 

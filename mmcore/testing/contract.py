@@ -13,7 +13,8 @@ Checks (tiny synthetic batch, B = 2, T ∈ {1, 7}, d = 16): builds from default 
 shapes and dtype; finite values; every trainable parameter gets a gradient; changing padded
 positions changes no valid output; NaN, inf or 1e6 in padded positions (``padding_nan``) leaves
 every valid output, aux loss, input gradient and parameter gradient finite; a row with a missing modality runs; auxiliary losses are
-finite scalars under declared names; params round-trip through YAML; a plugin's component has a
+finite scalars under declared names; a fuser given the batch (``accepts_batch``) does not read its labels
+for the representation; params round-trip through YAML; a plugin's component has a
 ``## <name>`` section in its distribution's README.
 
 A component opts out of one check only through an explicit flag with a reason::
@@ -116,7 +117,7 @@ def _run(kind: str, module, batch: Batch, seqs: dict[str, Tensor], valid: dict[s
         keys = list(out.seqs)
         return [out.seqs[k] for k in keys], out.aux, [out.valid[k] for k in keys]
     if kind == "fuser":
-        out = module(seqs, valid)
+        out = module(seqs, valid, **({"batch": batch} if capabilities.accepts_batch(module) else {}))
         if not isinstance(out, FuserOutput):
             _fail(kind, name, "output type", f"must return FuserOutput, got {type(out).__name__}")
         return [out.rep], out.aux, [None]
@@ -316,6 +317,17 @@ def check_component(kind: str, name: str, registry: Registry | None = None, *, s
                 if not math.isfinite(diff) or diff > ATOL * (1 + a.abs().max().item()):
                     _fail(kind, name, "padding invariance", f"output {i} changed by {diff:.3g} at valid positions when "
                           "only padded inputs changed (T=%d)" % T)
+        # a fuser that gets the batch (accepts_batch) may keep label state for training, never predict from labels
+        if kind == "fuser" and capabilities.accepts_batch(module) and "labels_unused" not in skip:
+            module.eval()
+            with torch.no_grad():
+                torch.manual_seed(seed)
+                ref, _, _ = _run(kind, module, batch, seqs, valid, ctx, name)
+                torch.manual_seed(seed)
+                new, _, _ = _run(kind, module, batch.replace(labels=batch.labels * -3.0 + 7.0), seqs, valid, ctx, name)
+            if not torch.equal(ref[0], new[0]):
+                _fail(kind, name, "labels unused", "the representation changed when only batch.labels changed "
+                      "(accepts_batch gives the labels for training state, not for the prediction)")
         if "padding_nan" not in skip and kind not in ("head", "loss"):
             for junk in PADDING_JUNK:
                 _check_junk_padding(kind, name, module, batch, seqs, valid, ctx, junk, no_grad, T)

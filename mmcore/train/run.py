@@ -135,7 +135,7 @@ def _train(rs: ResolvedSpec, run_dir: str | None, env: DistEnv, *, resume: bool,
     finished = False
     try:
         data = load_dataset(rs)
-        trainer = Trainer(rs, data, run_dir, env=env, progress=progress)
+        trainer = Trainer.for_training(rs, data, run_dir, env=env, progress=progress)
         if env.is_main:
             _write_provenance(run_dir, rs, data, trainer.device, resume)
         if resume:
@@ -217,7 +217,7 @@ def load_run(run_dir: str, data_path: str | None = None):
     from ..spec.yaml_source import data_overrides
     from ..data.load import load_dataset
     from ..spec.yaml_source import Source, apply_overrides
-    from .trainer import Trainer
+    from .trainer import Trainer, prepare_process
 
     spec_path = os.path.join(run_dir, "spec.yaml")
     if not os.path.exists(spec_path):
@@ -236,6 +236,7 @@ def load_run(run_dir: str, data_path: str | None = None):
         with open(prov) as f:
             for warning in check_data_unchanged(json.load(f), dataset):
                 log.warning("warning: %s", warning)
+    prepare_process(rs.spec)  # the threads and seeds the run was trained with, before the model is built
     trainer = Trainer(rs, dataset, run_dir, progress=False)
     best = os.path.join(run_dir, "best.pt")
     trainer.model.load_state_dict(load_checkpoint(best if os.path.exists(best) else os.path.join(run_dir, "last.pt"))["model"])

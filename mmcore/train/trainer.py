@@ -11,12 +11,15 @@ batch; each rank's loss is weighted by its share of the global batch's real rows
 gradient is the single-process one (an uneven last batch and the sampler's padding included). Ranks
 start from the same weights and draw their own dropout masks; rank 0's parameters and buffers are
 broadcast before every evaluation; validation/test metrics are computed on the gathered split.
+
+One batch's steps (weighting, phases' steps, row filtering, the non-finite check, gradient masking,
+lr scaling) are :mod:`mmcore.train.step`; the checkpoint payload is :mod:`mmcore.train.checkpoint`;
+progress, metric files and TensorBoard are :mod:`mmcore.train.reporting`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -29,18 +32,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__, capabilities
+from .. import capabilities
 from ..builder import build
 from ..data.base import MultimodalData, Split, iterate_batches
-from ..errors import CheckpointError, SpecError, SpecIssue, TrainingDivergedError
+from ..errors import CheckpointError, SpecError, SpecIssue
 from ..metrics import METRIC_MODES, compute_metrics
 from ..missing import MissingProtocol
 from ..phases import DEFAULT_PHASES, Phase, phase_at
 from ..pipeline import Pipeline
-from ..spec import ResolvedSpec
-from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, write_json
-from .distributed import (DistEnv, broadcast_module, gather_objects, gather_rows, on_main, rank_seed, ranks_where,
-                          real_rows, sum_across_ranks)
+from ..spec import PipelineSpec, ResolvedSpec
+from .checkpoint import (load_checkpoint, rng_state, save_checkpoint, set_rng_state, spec_diff, training_payload,
+                         training_state, write_json)
+from .distributed import DistEnv, broadcast_module, gather_objects, gather_rows, on_main, rank_seed, real_rows
+from .reporting import close_tensorboard, progress_bar, write_metrics
+from .step import BatchStepper, TermMeans
 
 log = logging.getLogger("mmcore.train")
 
@@ -52,23 +57,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_state() -> dict[str, Any]:
-    """Every random stream, as tensors and plain data (checkpoints are read with weights_only=True)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    numpy_state = (kind, keys.tolist(), int(pos), int(has_gauss), float(gauss))
-    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+def prepare_process(spec: PipelineSpec) -> None:
+    """Set the process-wide state a run of ``spec`` starts from: torch's CPU threads (``train.num_threads``,
+    if set) and every random stream seeded with ``spec.seed``.
 
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    kind, keys, *rest = state["numpy"]  # keys: a list (this version) or an array (older checkpoints)
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    Why a function of its own: library constructors touch no global state; the entry points
+    (:func:`mmcore.train.run.train_run` through :meth:`Trainer.for_training`, and
+    :func:`~mmcore.train.run.load_run`) call this once, before the model is built.
+    """
+    if spec.train.num_threads:
+        torch.set_num_threads(spec.train.num_threads)
+    seed_everything(spec.seed)
 
 
 @dataclass
@@ -94,7 +93,12 @@ def _better(score: float, best: float | None, mode: str) -> bool:
 
 
 class Trainer:
-    """Train one pipeline on one dataset, writing everything into ``run_dir`` (rank 0 only)."""
+    """Train one pipeline on one dataset, writing everything into ``run_dir`` (rank 0 only).
+
+    The constructor touches no global state: the model's initial weights come from torch's random
+    stream as the caller left it. To train reproducibly build it with :meth:`for_training`, which
+    seeds first; to load weights into it (eval, plots), seed or not as the caller sees fit.
+    """
 
     def __init__(self, rs: ResolvedSpec, data: MultimodalData, run_dir: str, *, env: DistEnv | None = None,
                  progress: bool = True):
@@ -103,12 +107,7 @@ class Trainer:
         self.progress = progress and self.env.is_main
         t = self.spec.train
         self.device = self.env.device
-        if t.num_threads:
-            torch.set_num_threads(t.num_threads)
-        seed_everything(self.spec.seed)
         self.model: Pipeline = build(rs, data.info).to(self.device)
-        if self.env.rank > 0:  # same initial weights on every rank, but independent dropout masks per rank
-            seed_everything(rank_seed(self.spec.seed, self.env.rank))
         ws = self.env.world_size
         if self.env.is_main and self.env.distributed and t.batch_size % ws:
             per = max(1, t.batch_size // ws)
@@ -125,6 +124,22 @@ class Trainer:
         self.metric = t.select_metric
         self._check_metric()
         self.forward_model = self._wrap(self.model)
+
+    @classmethod
+    def for_training(cls, rs: ResolvedSpec, data: MultimodalData, run_dir: str, *, env: DistEnv | None = None,
+                     progress: bool = True) -> Trainer:
+        """A trainer whose run is reproducible: :func:`prepare_process` (threads, seeds), then the model is built.
+
+        Every rank builds the same initial weights from ``spec.seed``; ranks other than 0 then reseed
+        (:func:`~mmcore.train.distributed.rank_seed`) so each draws its own dropout masks. Sets global
+        state (torch's thread count, every random stream): call it from an entry point.
+        """
+        env = env or DistEnv()
+        prepare_process(rs.spec)
+        trainer = cls(rs, data, run_dir, env=env, progress=progress)
+        if env.rank > 0:
+            seed_everything(rank_seed(rs.spec.seed, env.rank))
+        return trainer
 
     # ------------------------------------------------------------------ setup
     def _make_scheduler(self):
@@ -171,10 +186,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _payload(self, rng_ranks: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"mmcore_version": __version__, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "state": self.state.__dict__, "rng": rng_ranks[0], "rng_ranks": rng_ranks, "spec": self.rs.to_data()}
+        """What best.pt and last.pt hold (one shape: :func:`~mmcore.train.checkpoint.training_payload`)."""
+        return training_payload(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                                scheduler=self.scheduler.state_dict() if self.scheduler else None,
+                                state=self.state.__dict__, rng_ranks=rng_ranks, spec=self.rs.to_data())
 
     def _path(self, name: str) -> str:
         return os.path.join(self.run_dir, name)
@@ -186,10 +201,10 @@ class Trainer:
         on a shared file system); each rank restores its own random state when the number of
         processes is unchanged.
         """
-        env = self.env
-        payload = on_main(lambda: load_checkpoint(self._path("last.pt")), env)
+        env, path = self.env, self._path("last.pt")
+        payload = on_main(lambda: training_state(load_checkpoint(path), path), env)
         saved, mine = payload["spec"], self.rs.to_data()
-        diff = _spec_diff(saved, mine, ignore={("train", "epochs"), ("train", "patience")})
+        diff = spec_diff(saved, mine, ignore={("train", "epochs"), ("train", "patience")})
         if diff:
             raise CheckpointError(f"{self.run_dir}: the spec differs from the one this run was started with "
                                   f"({'; '.join(diff[:5])}); resume with the run's own spec ({self._path('spec.yaml')})")
@@ -201,11 +216,11 @@ class Trainer:
         if self.scheduler and payload.get("scheduler"):
             self.scheduler.load_state_dict(payload["scheduler"])
         self.state = TrainState(**payload["state"])
-        ranks = payload.get("rng_ranks") or [payload["rng"]]
+        ranks = payload["rng_ranks"]
         if len(ranks) == env.world_size:
-            _set_rng_state(ranks[env.rank])
+            set_rng_state(ranks[env.rank])
         else:
-            _set_rng_state(ranks[0])
+            set_rng_state(ranks[0])
             if env.rank > 0:
                 seed_everything(rank_seed(self.spec.seed + self.state.epoch, env.rank))
             if env.is_main:
@@ -217,95 +232,31 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def _train_epoch(self, epoch: int, phase: Phase) -> dict[str, float]:
+        """One epoch over this rank's share of the training split; the mean of each logged loss term."""
         t, env = self.spec.train, self.env
         self.forward_model.train()
         per_rank = max(1, t.batch_size // env.world_size)
         g = torch.Generator().manual_seed(self.spec.seed * 1_000_003 + epoch)  # same order on every rank
         split = self.data.split("train")
         rows = real_rows(len(split), per_rank, env.rank, env.world_size)
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        bar = _progress(len(rows), f"epoch {epoch + 1}/{t.epochs} (phase {phase.name})", self.progress)
+        stepper = BatchStepper(self.model, self.forward_model, self.optimizer, env, self.train_protocol,
+                               self.spec.seed, t.grad_clip, self._autocast, self.run_dir)
+        terms = TermMeans()
+        bar = progress_bar(len(rows), f"epoch {epoch + 1}/{t.epochs} (phase {phase.name})", self.progress)
         batches = iterate_batches(split, per_rank, shuffle=True, generator=g, rank=env.rank, world_size=env.world_size)
         for batch, (mine, everyone) in zip(batches, rows, strict=True):
             if 0 < mine < batch.batch_size:  # drop the sampler's padding repeats: those rows would count twice
                 batch = split.batch(batch.index[:mine])
-            # DDP averages gradients over ranks: weighting each rank's batch-mean loss by its share of
-            # the global batch makes that average the single-process gradient of the whole batch, an
-            # uneven last batch included (a rank whose rows are all padding gets weight 0)
-            scale = mine * env.world_size / everyone
-            batch = batch.to(self.device)
-            for step in phase.steps:
-                b = self.train_protocol.apply(batch, seed=self.spec.seed, epoch=epoch, split="train") if step.missing else batch
-                step_scale, n_rows = scale, mine
-                if step.rows == "complete":
-                    b, n_rows, step_scale = self._complete_rows(b, mine)
-                    if b is None:
-                        continue  # no complete row on any rank: nothing to learn from in this step
-                self.model.set_step(phase.name, step.name)
-                with self._autocast():
-                    out = self.forward_model(b)
-                loss, terms = self.model.total_loss(_fp32(out), b.labels, step)  # the loss in fp32 under bf16 too
-                bad = ranks_where(not bool(torch.isfinite(loss)), env)  # all ranks stop, not just the diverged one
-                if bad:
-                    raise TrainingDivergedError(
-                        f"non-finite loss at epoch {epoch + 1}, step {step.name!r}"
-                        + (f" on rank(s) {', '.join(map(str, bad))}" if env.distributed else "") + ": "
-                        + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                        + f"; lower train.lr, enable train.grad_clip, or check the data for NaN/inf (checkpoints up to epoch "
-                        f"{epoch} are kept in {self.run_dir})")
-                self.optimizer.zero_grad(set_to_none=True)
-                (loss * step_scale if env.distributed else loss).backward()
-                if step.params != ("*",):
-                    for name, p in self.model.named_parameters():
-                        if not step.selects_param(name):
-                            p.grad = None
-                if t.grad_clip:
-                    torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None], t.grad_clip)
-                self._optimizer_step(step.lr_scale)
-                for k, v in terms.items():
-                    if step.selects_loss(k):  # log what this step optimised, not every term it computed
-                        key = f"{step.name}/{k}" if len(phase.steps) > 1 else k
-                        sums[key] = sums.get(key, 0.0) + float(v.detach()) * n_rows
-                        counts[key] = counts.get(key, 0) + n_rows
+            stepper.run(batch.to(self.device), phase, epoch, mine, everyone, terms)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix_str(" ".join(f"{k}={v / max(counts[k], 1):.4f}" for k, v in list(sums.items())[:4]))
+                bar.set_postfix_str(terms.postfix())
         if bar is not None:
             bar.close()
         if env.distributed:  # the epoch's mean over every rank's rows, as one process would log it
-            parts = gather_objects((sums, counts), env)
-            keys = list(dict.fromkeys(k for p in parts for k in p[0]))
-            sums = {k: sum(p[0].get(k, 0.0) for p in parts) for k in keys}
-            counts = {k: sum(p[1].get(k, 0) for p in parts) for k in keys}
+            terms = TermMeans.merged(gather_objects((terms.sums, terms.counts), env))
         broadcast_module(self.model, env)  # evaluate and save exactly rank 0's parameters and buffers
-        return {k: v / max(counts[k], 1) for k, v in sums.items()}
-
-    def _optimizer_step(self, lr_scale: float) -> None:
-        """One AdamW step; a step's ``lr_scale`` scales the learning rate for that step only."""
-        if lr_scale == 1.0:
-            self.optimizer.step()
-            return
-        saved = [g["lr"] for g in self.optimizer.param_groups]
-        for g in self.optimizer.param_groups:
-            g["lr"] = g["lr"] * lr_scale
-        try:
-            self.optimizer.step()
-        finally:
-            for g, lr in zip(self.optimizer.param_groups, saved):
-                g["lr"] = lr
-
-    def _complete_rows(self, b, mine: int):
-        """The rows of ``b`` that have every modality, with this rank's DDP loss weight; (None, 0, 0)
-        when no rank has one. Every rank takes part (the counts are all-reduced) so none waits alone."""
-        keep = ~torch.stack([b.missing[m] for m in b.modalities]).any(0)  # (B,)
-        n = int(keep.sum())
-        total = int(sum_across_ranks(torch.tensor([float(n)]), self.env).item()) if self.env.distributed else n
-        if total == 0:
-            return None, 0, 0.0
-        if n == 0:  # this rank has none but others do: a zero-weight pass keeps DDP's collectives in step
-            return b, 0, 0.0
-        return b.select(keep.nonzero().squeeze(1)), n, n * self.env.world_size / total
+        return terms.means()
 
     @torch.no_grad()
     def predict(self, split: Split, protocol: MissingProtocol, split_name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -365,13 +316,13 @@ class Trainer:
             self.state.epoch = epoch + 1
             if t.patience and self.state.stale >= t.patience:
                 self.state.stopped_early = True
-            rng_ranks = gather_objects(_rng_state(), env)  # each rank's stream, so resume continues all of them
+            rng_ranks = gather_objects(rng_state(), env)  # each rank's stream, so resume continues all of them
             if env.is_main:
+                payload = self._payload(rng_ranks)
                 if improved:
-                    save_checkpoint(self._path("best.pt"), {"mmcore_version": __version__, "model": self.model.state_dict(),
-                                                            "epoch": epoch + 1, "score": score, "spec": self.rs.to_data()})
-                save_checkpoint(self._path("last.pt"), self._payload(rng_ranks))
-                self._write_metrics(record)
+                    save_checkpoint(self._path("best.pt"), payload)
+                save_checkpoint(self._path("last.pt"), payload)
+                write_metrics(self.run_dir, self.state.history)
             # "phase": the training phase (mmcore.phases) this epoch ran; "train" unless the model declares
             # others (e.g. warm-up); "*" marks a new best on validation
             log.info("epoch %d/%d (phase %s) train %s | valid %s%s (%.1fs)", epoch + 1, t.epochs, phase.name,
@@ -403,7 +354,7 @@ class Trainer:
             results["alignment"] = alignment
         if self.env.is_main:
             write_json(self._path("results.json"), results)
-            _close_tensorboard(self.run_dir)
+            close_tensorboard(self.run_dir)
         # file_only: the CLI prints the test metrics once on stdout; train.log still records them
         log.info("test (best epoch %s): %s", self.state.best_epoch, _fmt(test), extra={"file_only": True})
         return results
@@ -423,23 +374,6 @@ class Trainer:
         log.info("%s", format_alignment(res))
         return res
 
-    def _write_metrics(self, record: dict) -> None:
-        # rewritten whole from the checkpointed history, so it always agrees with last.pt after a resume
-        atomic_write_text(self._path("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in self.state.history))
-        cols = list(dict.fromkeys(k for r in self.state.history for k in r))
-        lines = [",".join(cols)] + [",".join(_csv(r.get(c, "")) for c in cols) for r in self.state.history]
-        atomic_write_text(self._path("metrics.csv"), "\n".join(lines) + "\n")
-        _tensorboard(self.run_dir, record)
-
-
-def _fp32(out):
-    """The pipeline output with prediction and auxiliary losses in float32 (bf16 under autocast)."""
-    return out._replace(pred=out.pred.float(), aux={k: v.float() for k, v in out.aux.items()})
-
-
-def _csv(v) -> str:
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
-
 
 def _fmt(d: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())
@@ -455,76 +389,3 @@ def _baselines(train_labels: torch.Tensor, test_labels: torch.Tensor, info) -> d
     mean = float(train_labels.float().mean())
     pred = np.full(len(test_labels), mean, dtype=np.float32)
     return {"train_mean": {"value": mean, **compute_metrics(pred, test_labels.numpy(), info)}}
-
-
-def _spec_diff(a: Any, b: Any, path: tuple = (), ignore: set = frozenset()) -> list[str]:
-    if path in ignore:
-        return []
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b), key=str):
-            out += _spec_diff(a.get(k), b.get(k), path + (k,), ignore)
-        return out
-    return [] if a == b else [f"{'.'.join(map(str, path))}: {a!r} -> {b!r}"]
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    """A tqdm bar (batches, rate, ETA) on a terminal; elsewhere (logs, CI) a log line once a minute."""
-    if not enabled:
-        return None
-    import sys
-
-    if not sys.stderr.isatty():
-        return _LogTicker(total, desc)
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
-
-
-class _LogTicker:
-    """tqdm's update/set_postfix_str/close for non-terminals: logs progress every ``every`` seconds."""
-
-    def __init__(self, total: int, desc: str, every: float = 60.0):
-        self.total, self.desc, self.every, self.n = total, desc, every, 0
-        self.start = self.last = time.perf_counter()
-        self.postfix = ""
-
-    def update(self, k: int = 1) -> None:
-        self.n += k
-        now = time.perf_counter()
-        if now - self.last >= self.every and self.n < self.total:
-            rate = self.n / (now - self.start)
-            eta = (self.total - self.n) / rate if rate > 0 else float("inf")
-            log.info("%s: %d/%d batches, %.2f batch/s, about %.0f s left %s", self.desc, self.n, self.total, rate,
-                     eta, self.postfix)
-            self.last = now
-
-    def set_postfix_str(self, text: str) -> None:
-        self.postfix = text
-
-    def close(self) -> None:
-        pass
-
-
-_tb_writers: dict[str, Any] = {}
-
-
-def _tensorboard(run_dir: str, record: dict) -> None:
-    """Mirror the epoch record to TensorBoard when it is installed (optional extra)."""
-    import importlib.util
-
-    if importlib.util.find_spec("torch.utils.tensorboard") is None or importlib.util.find_spec("tensorboard") is None:
-        return
-    from torch.utils.tensorboard import SummaryWriter
-
-    w = _tb_writers.get(run_dir) or _tb_writers.setdefault(run_dir, SummaryWriter(os.path.join(run_dir, "tb")))
-    for k, v in record.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch":
-            w.add_scalar(k, v, record["epoch"])
-    w.flush()
-
-
-def _close_tensorboard(run_dir: str) -> None:
-    w = _tb_writers.pop(run_dir, None)
-    if w is not None:
-        w.close()

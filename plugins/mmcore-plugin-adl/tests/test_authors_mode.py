@@ -149,7 +149,7 @@ def test_authors_mode_trains_through_the_trainer(tmp_path, recwarn):
     from mmcore.train.trainer import Trainer
 
     rs = spec_from_dict(SPEC)
-    tr = Trainer(rs, load_dataset(rs), str(tmp_path), progress=False)
+    tr = Trainer.for_training(rs, load_dataset(rs), str(tmp_path), progress=False)
     assert [(p.name, p.epochs) for p in tr.phases] == [("warmup", 1), ("denoise", None)]  # warmup_epoch 0 -> 1
     res = tr.fit()
     assert math.isfinite(res["test"]["mae"])

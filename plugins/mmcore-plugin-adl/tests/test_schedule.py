@@ -29,7 +29,7 @@ def test_each_step_updates_only_its_parameters(tmp_path):
     from mmcore.train.trainer import Trainer
 
     rs = spec_from_dict(SPEC)
-    tr = Trainer(rs, load_dataset(rs), str(tmp_path), progress=False)
+    tr = Trainer.for_training(rs, load_dataset(rs), str(tmp_path), progress=False)
     assert [(p.name, p.epochs, p.select) for p in tr.phases] == [("warmup", 1, False), ("denoise", None, True)]
     model = tr.model
     fitter = {n for n, _ in model.named_parameters() if n.startswith("imputer.fitter.")}

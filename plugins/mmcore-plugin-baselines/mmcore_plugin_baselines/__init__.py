@@ -11,7 +11,7 @@ from mmcore import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {"TFNFuser": "tfn", "LMFFuser": "lmf", "LFDNNFuser": "lf_dnn", "EFLSTMFuser": "ef_lstm",
-            "MFNFuser": "mfn", "MFMFuser": "mfm", "MISAFuser": "misa", "MmsaMultFuser": "mmsa_mult", "MmsaOutputHead": "mmsa_output"}
+            "MFNFuser": "mfn", "MFMFuser": "mfm", "MISAFuser": "misa", "SelfMMFuser": "self_mm", "MmsaMultFuser": "mmsa_mult", "MmsaOutputHead": "mmsa_output"}
 __all__ = sorted(_EXPORTS)
 
 

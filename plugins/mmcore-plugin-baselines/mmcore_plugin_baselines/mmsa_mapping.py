@@ -32,6 +32,11 @@ text/audio/video and l/a/v):
 | MISA | ``transformer_encoder.*`` | same keys |
 | MISA | ``fusion.fusion_layer_1.*`` | same keys; input columns permuted from MMSA's code order (private t, v, a, shared t, v, a) |
 | MISA | ``fusion.fusion_layer_3.*`` | head ``linear.*``; ``bertmodel.*``, ``sp_discriminator.*`` are not mapped |
+| Self-MM | ``audio_model.*``, ``video_model.*`` | ``subnets.audio.*``, ``subnets.vision.*``; ``text_model.*`` (BERT) is not mapped |
+| Self-MM | ``post_fusion_layer_1.weight`` | same key, input columns permuted from MMSA's (text, audio, video) order |
+| Self-MM | ``post_fusion_layer_1.bias``, ``post_fusion_layer_2.*`` | same keys |
+| Self-MM | ``post_{text,audio,video}_layer_{1,2,3}.*`` | ``heads.{m}.layer_{1,2,3}.*`` |
+| Self-MM | ``post_fusion_layer_3.*`` | head ``linear.*``; the ULGM memories (MMSA's trainer state, not the model's) start empty |
 | MulT | ``proj_{l,a,v}.weight`` | ``proj.{m}.weight``; dropped when d = dst_dim (MMSA builds but never uses it) |
 | MulT | ``trans_{t}_with_{s}.*`` (t, s ∈ l/a/v) | ``cross.{t}_with_{s}.*``; the ``version`` buffer is dropped |
 | MulT | ``trans_{t}_mem.*`` | ``mem.{t}.*``; channel blocks permuted when the sources of t are not in MMSA's (text, audio, vision) order |
@@ -81,7 +86,8 @@ def _subnet_keys(state: dict[str, Tensor], names: list[str]) -> dict[str, Tensor
 
 def from_mmsa(model: str, state: dict[str, Tensor], names: list[str], widths: dict[str, int] | None = None,
               d: int | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """MMSA ``state`` of ``model`` ("tfn", "lmf", "lf_dnn", "ef_lstm", "mfn", "mfm", "misa", "mmsa_mult") -> (fuser_state, head_state).
+    """MMSA ``state`` of ``model`` ("tfn", "lmf", "lf_dnn", "ef_lstm", "mfn", "mfm", "misa", "mmsa_mult",
+    "self_mm") -> (fuser_state, head_state).
 
     ``names``: the fuser's modality order; ``widths[m]``: sub-network output sizes (TFN, LF-DNN) or MFN hidden
     sizes (MFM: its MFN's); ``d``: the fuser's input width (EF-LSTM).
@@ -133,7 +139,10 @@ def from_mmsa(model: str, state: dict[str, Tensor], names: list[str], widths: di
         return _misa(s, names)
     if model == "mmsa_mult":
         return _mult(s, names)
-    raise ValueError(f"no MMSA mapping for {model!r}; have tfn, lmf, lf_dnn, ef_lstm, mfn, mfm, misa, mmsa_mult")
+    if model == "self_mm":
+        return _self_mm(s, names)
+    raise ValueError(f"no MMSA mapping for {model!r}; have tfn, lmf, lf_dnn, ef_lstm, mfn, mfm, misa, mmsa_mult, "
+                     "self_mm")
 
 
 def _mfm(s: dict[str, Tensor], names: list[str], widths: dict[str, int]) -> tuple[dict, dict]:
@@ -234,3 +243,26 @@ def _mult(s: dict[str, Tensor], names: list[str]) -> tuple[dict[str, Tensor], di
     fuser["proj2.weight"], fuser["proj2.bias"] = s["proj2.weight"][perm], s["proj2.bias"][perm]
     head = {"linear.weight": s["out_layer.weight"][:, perm], "linear.bias": s["out_layer.bias"]}
     return fuser, head
+
+
+def _self_mm(s: dict[str, Tensor], names: list[str]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """MMSA ``SELF_MM`` (everything after ``text_model``) -> ``self_mm`` fuser (empty ULGM) + ``mmsa_output`` head."""
+    fuser = {}
+    for m in ("audio", "vision"):
+        prefix = f"{MMSA_NAME[m]}_model."
+        fuser.update({f"subnets.{m}." + k[len(prefix):]: v for k, v in s.items() if k.startswith(prefix)})
+    widths = {m: s[f"post_{MMSA_NAME[m]}_layer_1.weight"].shape[1] for m in names}
+    fuser["post_fusion_layer_1.weight"] = s["post_fusion_layer_1.weight"][:, _block_perm(widths, _TAV, names)]
+    for k in ("post_fusion_layer_1.bias", "post_fusion_layer_2.weight", "post_fusion_layer_2.bias"):
+        fuser[k] = s[k]
+    for m in names:
+        for i in (1, 2, 3):
+            for p in ("weight", "bias"):
+                fuser[f"heads.{m}.layer_{i}.{p}"] = s[f"post_{MMSA_NAME[m]}_layer_{i}.{p}"]
+    dims = {"fusion": s["post_fusion_layer_2.weight"].shape[0],
+            **{m: s[f"post_{MMSA_NAME[m]}_layer_1.weight"].shape[0] for m in names}}
+    fuser["ulgm.seen"] = torch.zeros(0, dtype=torch.long)
+    for mode, d in dims.items():
+        fuser.update({f"ulgm.memories.{mode}.label": torch.zeros(0), f"ulgm.memories.{mode}.feature": torch.zeros(0, d),
+                      f"ulgm.memories.{mode}.center_pos": torch.zeros(d), f"ulgm.memories.{mode}.center_neg": torch.zeros(d)})
+    return fuser, {"linear.weight": s["post_fusion_layer_3.weight"], "linear.bias": s["post_fusion_layer_3.bias"]}

@@ -208,3 +208,45 @@ class MISAParams(ComponentParams):
                                                                            "similarity loss (MMSA: 5).")
 
     modality_fields = ("utterance_modalities",)
+
+
+class SelfMMParams(ComponentParams):
+    """Self-MM (Yu et al., AAAI 2021) as MMSA's ``SELF_MM`` after its text encoder, with its unimodal label
+    generation (ULGM); MMSA's defaults for MOSI."""
+
+    utterance_modalities: list[str] = Field(
+        default_factory=lambda: ["text"],
+        description="Modalities read as one utterance vector of width d_model (MMSA: text, BERT's first-token "
+                    "output); every other modality goes through MMSA's AuViSubNet (an LSTM whose final state "
+                    "goes through dropout and a linear layer).")
+    utterance_pooling: Literal["first", "mean"] = Field(
+        "first", description="How an utterance modality becomes one vector: its first step (MMSA: BERT's [CLS] "
+                             "output) or the mean over its valid steps (for encoders without a summary token).")
+    lstm_hidden: dict[str, Width] = Field(
+        default_factory=lambda: _dims(32, 16, 32),
+        description="AuViSubNet LSTM hidden size per modality (MMSA a_lstm_hidden_size, v_lstm_hidden_size; text "
+                    "is BERT in MMSA, so its entry is used only when text is not an utterance modality).")
+    subnet_out: dict[str, Width] = Field(
+        default_factory=lambda: _dims(32, 16, 32),
+        description="AuViSubNet output size per modality (MMSA audio_out, video_out; text as lstm_hidden).")
+    lstm_dropouts: dict[str, Prob] = Field(
+        default_factory=lambda: {"audio": 0.0, "vision": 0.0},
+        description="Dropout on the AuViSubNet's final state (MMSA a_lstm_dropout, v_lstm_dropout); missing "
+                    "modalities get 0.")
+    post_fusion_dim: Width = Field(128, description="Width of the fusion layers, the fusion feature of the ULGM "
+                                                    "(MMSA post_fusion_dim).")
+    post_fusion_dropout: Prob = Field(0.0, description="Dropout on the concatenated vector (MMSA post_fusion_dropout).")
+    post_dims: dict[str, Width] = Field(
+        default_factory=lambda: _dims(32, 16, 32),
+        description="Width of each unimodal head's layers, the modality's ULGM feature (MMSA post_text_dim, "
+                    "post_audio_dim, post_video_dim). Every modality of the spec needs an entry.")
+    post_dropouts: dict[str, Prob] = Field(
+        default_factory=lambda: {"text": 0.1, "audio": 0.1, "vision": 0.0},
+        description="Dropout before each unimodal head (MMSA post_text_dropout, post_audio_dropout, "
+                    "post_video_dropout); missing modalities get 0.")
+    label_bound: Annotated[float, Field(gt=0.0)] = Field(
+        3.0, description="Generated unimodal labels are clamped to [-label_bound, label_bound] (MMSA H).")
+    exclude_zero: bool = Field(True, description="A sample with label 0 counts in neither the positive nor the "
+                                                 "negative centre; false counts it as positive (MMSA excludeZero).")
+
+    modality_fields = ("utterance_modalities",)

@@ -3,7 +3,7 @@
 from mmcore import hookimpl, lazy
 
 from .params import (EFLSTMParams, LFDNNParams, LMFParams, MFMParams, MFNParams, MISAParams, MmsaMultParams,
-                     MmsaOutputParams, TFNParams)
+                     MmsaOutputParams, SelfMMParams, TFNParams)
 
 _PKG = "mmcore_plugin_baselines"
 MMCORE_PLUGIN_API = "1.0"  # the mmcore plugin API this plugin targets (mmcore.hookspecs.PLUGIN_API)
@@ -22,5 +22,8 @@ def register_components(register):
     register("fuser", "misa", lazy(f"{_PKG}.misa", "MISAFuser"), MISAParams,
              # MMSA's MISA trainer, MOSI: diff_weight 0.1, sim_weight 0.3 (CMD, use_cmd_sim), recon_weight 1.0
              aux_losses={"misa_diff": 0.1, "misa_cmd": 0.3, "misa_recon": 1.0})
+    register("fuser", "self_mm", lazy(f"{_PKG}.self_mm", "SelfMMFuser"), SelfMMParams,
+             # MMSA's SELF_MM trainer sums the four tasks' losses: the head's L1 (fusion) + the unimodal ones
+             aux_losses={"self_mm_unimodal": 1.0})
     register("fuser", "mmsa_mult", lazy(f"{_PKG}.mmsa_mult", "MmsaMultFuser"), MmsaMultParams)
     register("head", "mmsa_output", lazy(f"{_PKG}.mmsa_output", "MmsaOutputHead"), MmsaOutputParams)

@@ -2,9 +2,10 @@
 
 Why: ``import MMSA`` (and ``MMSA.models``, ``MMSA.models.subNets``) imports ``transformers`` for the BERT
 text encoder, plus the trainers and their dependencies. The classes compared here need only torch. So the
-packages ``MMSA``, ``MMSA.models``, ``MMSA.models.subNets`` and ``MMSA.models.singleTask`` are created as
-empty module objects pointing at the installed folders, and ``subNets.BertTextEncoder`` is a stub that
-raises if instantiated (it is only built when ``use_bert`` is set, which these tests never set).
+packages ``MMSA``, ``MMSA.models``, ``MMSA.models.subNets`` and ``MMSA.models.singleTask`` (or ``multiTask``,
+Self-MM) are created as empty module objects pointing at the installed folders, and ``subNets.BertTextEncoder``
+is a stub that returns the features a test gives it (``bert_output``) and refuses to run otherwise (MISA and
+Self-MM always build it).
 
 Install the reference with: pip install -c constraints.txt --no-deps mmsa==2.2.1
 """
@@ -83,13 +84,13 @@ def bert_output(features) -> None:
     _BertStub.features = features
 
 
-def load(model: str):
-    """The MMSA class ``model`` (e.g. "TFN") from ``MMSA/models/singleTask/<model>.py``."""
+def load(model: str, task: str = "singleTask"):
+    """The MMSA class ``model`` (e.g. "TFN") from ``MMSA/models/<task>/<model>.py`` (task: singleTask, multiTask)."""
     root = mmsa_root()
     if root is None:
         raise ImportError(f"MMSA is not installed; {INSTALL}")
     for name, rel in (("MMSA", ""), ("MMSA.models", "models"), ("MMSA.models.subNets", "models/subNets"),
-                      ("MMSA.models.singleTask", "models/singleTask")):
+                      (f"MMSA.models.{task}", f"models/{task}")):
         if name not in sys.modules:
             pkg = types.ModuleType(name)
             pkg.__path__ = [os.path.join(root, rel)]
@@ -101,17 +102,17 @@ def load(model: str):
         feature_nets = importlib.import_module("MMSA.models.subNets.FeatureNets")
         sub.SubNet, sub.TextSubNet = feature_nets.SubNet, feature_nets.TextSubNet
         sub.BertTextEncoder = _BertStub
-    return getattr(importlib.import_module(f"MMSA.models.singleTask.{model}"), model)
+    return getattr(importlib.import_module(f"MMSA.models.{task}.{model}"), model)
 
 
-def load_trainer(model: str):
-    """MMSA's trainer module ``MMSA/trains/singleTask/<model>.py`` (its loss classes), without MMSA's
+def load_trainer(model: str, task: str = "singleTask"):
+    """MMSA's trainer module ``MMSA/trains/<task>/<model>.py`` (its loss classes, methods), without MMSA's
     ``__init__`` files; ``MMSA.utils`` (sklearn, pynvml) is replaced by placeholders the loss classes never use."""
     root = mmsa_root()
     if root is None:
         raise ImportError(f"MMSA is not installed; {INSTALL}")
     load("TFN")  # sets up the MMSA package objects
-    for name, rel in (("MMSA.trains", "trains"), ("MMSA.trains.singleTask", "trains/singleTask")):
+    for name, rel in (("MMSA.trains", "trains"), (f"MMSA.trains.{task}", f"trains/{task}")):
         if name not in sys.modules:
             pkg = types.ModuleType(name)
             pkg.__path__ = [os.path.join(root, rel)]
@@ -122,4 +123,4 @@ def load_trainer(model: str):
         utils = types.ModuleType("MMSA.utils")
         utils.MetricsTop = utils.dict_to_str = None
         sys.modules["MMSA.utils"] = utils
-    return importlib.import_module(f"MMSA.trains.singleTask.{model}")
+    return importlib.import_module(f"MMSA.trains.{task}.{model}")

@@ -10,7 +10,8 @@ from mmcore.testing import check_component, check_hook_imports_no_torch, check_p
 
 PROVIDER = "mmcore-plugin-baselines"
 EXPECTED = {("fuser", "tfn"), ("fuser", "lmf"), ("fuser", "lf_dnn"), ("fuser", "ef_lstm"),
-            ("fuser", "mfn"), ("fuser", "mfm"), ("fuser", "misa"), ("fuser", "mmsa_mult"), ("head", "mmsa_output")}
+            ("fuser", "mfn"), ("fuser", "mfm"), ("fuser", "misa"), ("fuser", "mmsa_mult"),
+            ("fuser", "self_mm"), ("head", "mmsa_output")}
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 
 

@@ -68,7 +68,7 @@ def run_cell(out: str, fill: bool, rate: float, seed: int, extra: list[str]) -> 
     MissingProtocol.apply = apply
     try:
         os.makedirs(run_dir, exist_ok=True)
-        res = Trainer(rs, data, run_dir, progress=False).fit()
+        res = Trainer.for_training(rs, data, run_dir, progress=False).fit()
     finally:
         MissingProtocol.apply = original
     json.dump(res, open(res_path, "w"), default=float)

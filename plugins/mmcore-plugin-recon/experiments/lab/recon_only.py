@@ -42,7 +42,7 @@ def main(steps: int, overrides: list[str]) -> None:
     torch.manual_seed(0)
     rs = load_spec("examples/lab/mgmr_recon.yaml", overrides=overrides + ["output_dir=/tmp/lab/runs/recon_only"])
     data = load_dataset(rs)
-    tr = Trainer(rs, data, "/tmp/lab/runs/recon_only/run", progress=False)
+    tr = Trainer.for_training(rs, data, "/tmp/lab/runs/recon_only/run", progress=False)
     model = tr.model
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     test = data.split("test")
