@@ -52,22 +52,12 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
                 out.append("")
             in_math = stripped.count("$$") % 2 == 1
             if not in_math:  # one-line display formula, maybe followed by text
-                line, rest = _split_after_display(line)
-                out += [line, ""]
-                prev = ""
-                if rest:
-                    out.append(rest)
-                    prev = rest
+                prev = _close_display(line, out)
                 continue
         elif in_math:
             if "$$" in stripped:
                 in_math = False
-                line, rest = _split_after_display(line)
-                out += [line, ""]
-                prev = ""
-                if rest:
-                    out.append(rest)
-                    prev = rest
+                prev = _close_display(line, out)
                 continue
         elif LIST_ITEM.match(line) and prev.strip() and not LIST_ITEM.match(prev) \
                 and not prev.startswith((" ", "\t", "|", ">")) and not LIST_ITEM.match(line).group(1):
@@ -77,10 +67,13 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     return "\n".join(out)
 
 
-def _split_after_display(line: str) -> tuple[str, str]:
-    """'...$$ text' -> ('...$$', 'text'): the formula's closing line and what follows it."""
+def _close_display(line: str, out: list[str]) -> str:
+    """Append a formula's closing line '...$$ text' as '...$$', a blank line, then 'text' (if any);
+    return the new previous line ('' or the text)."""
     end = line.rindex("$$") + 2
-    return line[:end], line[end:].strip()
+    rest = line[end:].strip()
+    out += [line[:end], ""] + ([rest] if rest else [])
+    return rest
 
 
 def on_page_content(content: str, page, config, files) -> str:
