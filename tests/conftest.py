@@ -45,3 +45,21 @@ def run_cli(argv, capsys, cwd=None):
         os.chdir(old)
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def interrupt_after_saves(monkeypatch, n: int = 2):
+    """Make training raise KeyboardInterrupt right after its n-th last.pt is written (a Ctrl-C between
+    epochs); returns a function that restores the real checkpoint writer."""
+    from mmcore.train import trainer as trainer_mod
+
+    real_save, saves = trainer_mod.save_checkpoint, {"n": 0}
+
+    def save_then_interrupt(path, payload):
+        real_save(path, payload)
+        if path.endswith("last.pt"):
+            saves["n"] += 1
+            if saves["n"] == n:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_interrupt)
+    return lambda: monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)

@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+from conftest import interrupt_after_saves
 import torch
 
 from mmcore.errors import CheckpointError
@@ -42,19 +43,10 @@ def _to_format_1(run_dir):
 
 def test_format_1_checkpoints_still_resume_bit_identically(tmp_path, monkeypatch):
     full = train_run(tiny_spec(), str(tmp_path / "full"), progress=False)
-    real_save, saves = trainer_mod.save_checkpoint, {"n": 0}
-
-    def crash_after_second_epoch(path, payload):
-        real_save(path, payload)
-        if path.endswith("last.pt"):
-            saves["n"] += 1
-            if saves["n"] == 2:
-                raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", crash_after_second_epoch)
+    restore = interrupt_after_saves(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train_run(tiny_spec(), str(tmp_path / "cut"), progress=False)
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    restore()
     _to_format_1(tmp_path / "cut")
     resumed = train_run(tiny_spec(), str(tmp_path / "cut"), resume=True, progress=False)
     assert resumed["test"] == full["test"] and resumed["best_epoch"] == full["best_epoch"]

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import interrupt_after_saves
 import torch
 
 from mmcore.errors import CheckpointError, SpecError, TrainingDivergedError
@@ -49,20 +50,10 @@ def test_same_seed_same_results(tmp_path):
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
     full = _run(tmp_path, "full")
-    saves = {"n": 0}
-    real_save = trainer_mod.save_checkpoint
-
-    def crash_after_second_epoch(path, payload):
-        real_save(path, payload)
-        if path.endswith("last.pt"):
-            saves["n"] += 1
-            if saves["n"] == 2:
-                raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", crash_after_second_epoch)
+    restore = interrupt_after_saves(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "cut")
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    restore()
     resumed = train_run(tiny_spec(), str(tmp_path / "cut"), resume=True, progress=False)
     assert resumed["test"] == full["test"]
     assert resumed["best_epoch"] == full["best_epoch"]
