@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -39,6 +38,8 @@ from torch import nn
 import mmcore
 from mmcore.params import ComponentParams
 from mmcore.protocols import ImputerOutput
+
+from _common import footer, header
 
 
 class TranslationParams(ComponentParams):
@@ -190,8 +191,7 @@ def main() -> None:
 
     adl = {"name": "adl", "params": {"present": "audio", "victim": "vision", "window": args.window}}
     trans = {"name": "bench_translation", "params": {}}
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(header("wall (perf_counter)"))
     print(f"mmmo train split (220 rows), batch 32, d_model 32, length 20, p' = {args.rate}, ADL window {args.window}")
     print("| pipeline | s/batch (trainer loop, median of epochs) | per step (mean s/batch) | imputer fwd+bwd s/batch |")
     print("|---|---|---|---|")
@@ -211,7 +211,7 @@ def main() -> None:
     ratio_m = res["translation"][1] / res["adl"][1]
     print(f"\ntranslation / adl: {ratio_p:.2f}x per pipeline batch, {ratio_m:.2f}x for the imputation module "
           f"(MM-Align Table 8, MOSI on GPU: 0.811 / 0.278 = 2.92x)")
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(footer())
 
 
 if __name__ == "__main__":

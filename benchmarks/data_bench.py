@@ -13,7 +13,6 @@ every small tensor op (both loops) by an order of magnitude.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,8 @@ from mmcore.data.base import iterate_batches  # noqa: E402
 from mmcore.data.params import SyntheticParams  # noqa: E402
 from mmcore.data.synthetic import SyntheticDataset  # noqa: E402
 from mmcore.missing import MissingOp, MissingProtocol  # noqa: E402
+
+from _common import apply_threads, epoch_parser, footer, header  # noqa: E402
 
 MOSI = dict(n_train=1284, n_valid=229, n_test=686, dims={"text": 768, "audio": 5, "vision": 20},
             lengths={"text": 50, "audio": 375, "vision": 500})
@@ -48,13 +49,9 @@ class SmallModel(nn.Module):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = epoch_parser(__doc__, epochs=3).parse_args()
+    apply_threads(args.threads)
+    print(header("wall"))
 
     t0 = time.perf_counter()
     ds = SyntheticDataset(SyntheticParams(**MOSI), ["text", "audio", "vision"], seed=0)
@@ -100,6 +97,7 @@ def main() -> None:
     print(f"model: forward + backward + Adam (Linear→64, mean pool, Linear), {steps} steps: {model_s:.2f} s  "
           f"({model_rate:,.0f} samples/s)")
     print(f"ratio data/model: {data_rate / model_rate:.1f}× (threads: {torch.get_num_threads()})")
+    print(footer())
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ alone, so the data share of an epoch is visible. Target (issue 4): well under a 
 
 from __future__ import annotations
 
-import argparse
-import platform
 import time
 
 import torch
@@ -19,16 +17,15 @@ from mmcore.data.base import iterate_batches
 from mmcore.missing import MissingOp, MissingProtocol
 from mmcore.spec import spec_from_dict
 
+from _common import apply_threads, epoch_parser, footer, header
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=2)
+    ap = epoch_parser(__doc__, epochs=2)
     ap.add_argument("--d-model", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
+    print(header("wall"))
     spec = {
         "modalities": {"text": {}, "audio": {}, "vision": {}}, "model": {"d_model": args.d_model, "dropout": 0.1},
         "encoders": {"default": {"name": "conv1d"}}, "fuser": {"name": "mult", "params": {"layers": 1, "self_layers": 1}},
@@ -64,13 +61,12 @@ def main() -> None:
             trainer._train_epoch(epoch, trainer.phases[0])
             times.append(time.perf_counter() - t0)
     med = sorted(times)[len(times) // 2]
-    print(f"device: cpu ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}")
     print(f"dataset build (train+valid+test): {t_build:.2f} s")
     print(f"batching + missing protocol only, one epoch of {n} samples: {t_data:.2f} s ({n / t_data:.0f} samples/s)")
     print(f"training epoch (MulT fuser, d_model={args.d_model}): " + ", ".join(f"{t:.1f} s" for t in times)
           + f" (median {med:.1f} s; {n / med:.0f} samples/s)")
     print(f"data share of an epoch: {t_data / med:.1%}")
+    print(footer())
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ kernel (the same arithmetic: QK^T and PV).
         [--lengths 1024 2048 4096 6400 12800 25600] [--d-model 128] [--depth 2] [--passes 3]
         [--max-seconds 150] [--models mamba mamba_torch single single_math multi]
         [--plot plugins/mmcore-plugin-mamba/docs/fusion_efficiency.png] [--json out.json] [--device cpu|cuda]
+
+Writes nothing unless asked: ``--plot PATH`` draws the figure (needs matplotlib; the README's figure is
+``plugins/mmcore-plugin-mamba/docs/fusion_efficiency.png``), ``--json PATH`` saves the rows.
 """
 
 from __future__ import annotations
@@ -257,7 +260,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--clock", choices=["wall", "thread"], default="wall")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--plot", type=Path, default=ROOT / "plugins/mmcore-plugin-mamba/docs/fusion_efficiency.png")
+    p.add_argument("--plot", type=Path, default=None, help="draw the figure into this PNG (needs matplotlib)")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -320,9 +323,10 @@ def main() -> None:
         faster = [L for L, mine, theirs in pairs if mine is not None and theirs is not None and mine < theirs]
         if other in args.models and "mamba" in args.models:
             print(f"# interleaved Mamba faster than {other} at L = {faster or 'none'} of the measured lengths")
-    plot(rows, args.models, args.plot, args, mem_key)
-    print(f"\n# plot: {args.plot.relative_to(ROOT) if args.plot.is_relative_to(ROOT) else args.plot}; "
-          f"load average {os.getloadavg()[0]:.1f} at end")
+    if args.plot:
+        plot(rows, args.models, args.plot, args, mem_key)
+        print(f"\n# plot: {args.plot}")
+    print(f"# load average {os.getloadavg()[0]:.1f} at end")
     if args.json:
         meta = {k: str(v) for k, v in vars(args).items()}
         args.json.write_text(json.dumps({"flops": flops, "rows": rows, "args": meta}, indent=1))

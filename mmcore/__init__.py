@@ -7,13 +7,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ._lazy import lazy_package as lazy_package
 from .hookspecs import hookimpl as hookimpl
 from .registry import get_registry as get_registry
 from .registry import lazy as lazy
 from .registry import lazy_exports as lazy_exports
 from .registry import register as register
 
-__all__ = ["__version__", "hookimpl", "get_registry", "lazy", "lazy_exports", "register", "build", "load_spec"]
+__all__ = ["__version__", "hookimpl", "get_registry", "lazy", "lazy_exports", "lazy_package", "register", "build",
+           "load_spec"]
 
 
 def build(spec, **kwargs):

@@ -1,11 +1,13 @@
 """Lazy imports for registrations and re-exports: a class named by ``module:attr``, loaded on first use (torch-free).
 
-Public through :mod:`mmcore` (``mmcore.lazy``, ``mmcore.lazy_exports``) and :mod:`mmcore.registry`.
+Public through :mod:`mmcore` (``mmcore.lazy``, ``mmcore.lazy_exports``, ``mmcore.lazy_package``) and
+:mod:`mmcore.registry`.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import Callable
 
 
 class LazyClass:
@@ -47,6 +49,28 @@ def lazy_exports(package: str, exports: dict[str, str]):
     return __getattr__
 
 
+def lazy_package(package: str, exports: dict[str, str], *eager: str):
+    """``(__all__, __getattr__, __dir__)`` of a package that re-exports ``exports`` lazily (see :func:`lazy_exports`).
+
+    ``eager`` names the package's own attributes that ``__all__`` also lists (``"__version__"``)::
+
+        __all__, __getattr__, __dir__ = lazy_package(__name__, {"MambaBlock": "block"}, "__version__")
+    """
+    names = [*eager, *exports]
+    return names, lazy_exports(package, exports), lambda: sorted(names)
+
+
 def lazy(module: str, attr: str) -> LazyClass:
     """Loader for ``register``: ``register("fuser", "x", lazy("pkg.x", "XFuser"), XParams)``."""
     return LazyClass(module, attr)
+
+
+def require(module: str, error: Callable[[ImportError], Exception]):
+    """``module`` imported, or ``error(e)`` raised (``e`` chained) when an optional dependency is not installed.
+
+    ``error`` builds the user error that says what to install, e.g. ``lambda e: DataError(f"... ({e})")``.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise error(e) from e

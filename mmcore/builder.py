@@ -35,13 +35,13 @@ def modality_infos(rs: ResolvedSpec, data_info=None) -> dict[str, ModalityInfo]:
             ddim, dlen = data_info.dims.get(name), data_info.lengths.get(name)
             for field, mine, theirs in (("dim", dim, ddim), ("length", length, dlen)):
                 if mine is not None and theirs is not None and mine != theirs and not (field == "length" and mine > theirs):
-                    where = rs.source.where(("modalities", name, field)) if rs.source else "spec"
+                    where = rs.where(("modalities", name, field))
                     issues.append(SpecIssue(where, f"modalities.{name}.{field}",
                                             f"the spec says {mine} but the data ({data_info.name}) has {theirs}",
                                             (f"set modalities.{name}.{field}: {theirs}, or omit it to take it from the data",)))
             dim, length = dim or ddim, length or dlen
         if dim is None:
-            where = rs.source.where(("modalities", name)) if rs.source else "spec"
+            where = rs.where(("modalities", name))
             issues.append(SpecIssue(where, f"modalities.{name}.dim", "unknown feature size",
                                     ("give modalities.<name>.dim, or build with the dataset so it is read from the data",)))
             continue
@@ -73,7 +73,7 @@ def build(spec, data_info=None) -> Pipeline:
             return cls(part.params, c)
         except (ValueError, TypeError, KeyError, AssertionError) as exc:
             # a component refusing its configuration (or a plugin class that cannot be built): one positioned error
-            where = rs.source.where(part.path + ("params",)) if rs.source else "spec"
+            where = rs.where(part.path + ("params",))
             text = " ".join(str(exc).split())
             raise SpecError([SpecIssue(where, ".".join(map(str, part.path)),
                                        f"{part.entry.kind} {part.entry.name!r} ({part.entry.provided_by}) could not "

@@ -59,7 +59,7 @@ def cmd_plugins(args) -> int:
         print(f"{p.dist} {p.version}{tag}  (entry point '{p.entry_point}', {api})  {p.status}")
         for kind, names in sorted(p.components.items()):
             print(f"    {kind}: {', '.join(sorted(names))}")
-        if args.check and p.status == "ok":
+        if args.check and not p.status.failed:
             checked = [(k, n) for k, names in sorted(p.components.items()) if k != "dataset" for n in sorted(names)]
             mine = 0
             for kind, name in checked:
@@ -70,7 +70,7 @@ def cmd_plugins(args) -> int:
             if checked:
                 print(f"    contract: {len(checked) - mine} of {len(checked)} components pass")
             broken += mine
-    failed = [p for p in reg.plugins if p.status != "ok"]
+    failed = [p for p in reg.plugins if p.status.failed]
     if broken:
         print(f"{broken} component(s) break the component contract (see above); their plugin's authors can "
               "reproduce it with mmcore.testing.check_component(kind, name)", file=sys.stderr)

@@ -49,12 +49,14 @@ MulT (ACL), ``eval_iemocap``; Zadeh et al. 2016, CMU-MOSI.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 
-__all__ = ["METRIC_MODES", "REGRESSION_SETS", "classification_metrics", "compute_metrics", "pearson_corr",
-           "regression_metrics", "weighted_f1"]
+from .errors import did_you_mean
+
+__all__ = ["METRIC_MODES", "REGRESSION_SETS", "TASK_METRIC_SETS", "classification_metrics", "compute_metrics",
+           "metric_names", "pearson_corr", "regression_metrics", "select_metric_problem", "task_metrics", "weighted_f1"]
 
 #: Model-selection direction of every metric name produced here (plus the trainer's ``loss``).
 METRIC_MODES: dict[str, str] = {
@@ -195,3 +197,43 @@ def compute_metrics(pred: Any, labels: Any, info: Any) -> dict[str, float]:
         return regression_metrics(pred, labels, metric_set)
     raise ValueError(f"dataset {getattr(info, 'name', '?')!r}: unknown metric_set {metric_set!r}; "
                      f"expected one of {REGRESSION_SETS + ('classification',)}")
+
+
+#: the metric sets whose metrics a task's evaluation may produce
+TASK_METRIC_SETS: dict[str, tuple[str, ...]] = {"regression": REGRESSION_SETS, "classification": ("classification",)}
+
+
+def metric_names(metric_set: str) -> list[str]:
+    """``loss`` and the metrics :func:`compute_metrics` gives for ``metric_set``, in its order.
+
+    Read from the functions themselves (computed on a 4-row probe), so this list cannot drift from them.
+    Raises: ValueError for an unknown metric set.
+    """
+    if metric_set == "classification":
+        probe = classification_metrics(np.eye(2), np.array([0, 1]))
+    elif metric_set in REGRESSION_SETS:
+        probe = regression_metrics(np.array([0.5, -0.5, 1.0, -1.0]), np.array([0.4, -0.6, 1.0, -1.0]), metric_set)
+    else:
+        raise ValueError(f"unknown metric_set {metric_set!r}; expected one of {REGRESSION_SETS + ('classification',)}")
+    return ["loss", *probe]
+
+
+def task_metrics(task: str) -> set[str]:
+    """Every metric some dataset of ``task`` (``regression`` or ``classification``) may produce."""
+    return {name for s in TASK_METRIC_SETS[task] for name in metric_names(s)}
+
+
+def select_metric_problem(metric: str, computed: Collection[str] | None = None, *, what: str = "",
+                          why: str = "") -> tuple[str, tuple[str, ...]] | None:
+    """The one rule for ``train.select_metric``: (message, hints) when it cannot select models, else None.
+
+    It must be a metric mmcore computes (:data:`METRIC_MODES`) and, when the metrics this run produces
+    are known (``computed``: those of ``what``, known because of ``why``), one of them. Spec validation
+    calls it with the data's declared task, the trainer with the loaded dataset's metric set.
+    """
+    if metric not in METRIC_MODES:
+        hints = did_you_mean(metric, METRIC_MODES) + (f"metrics: {', '.join(METRIC_MODES)}",)
+        return f"unknown metric {metric!r}", hints
+    if computed is not None and metric not in computed:
+        return f"{metric!r} is not computed for {what} ({why})", (f"{what} metrics: {', '.join(sorted(computed))}",)
+    return None

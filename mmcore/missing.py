@@ -48,13 +48,13 @@ import torch
 from torch import Tensor
 
 from .batch import Batch
+from .spec.models import missing_op_problem, named_modalities
 
 __all__ = ["MissingOp", "MissingProtocol", "uniform_hash", "sweep_rates", "format_rate_table"]
 
 logger = logging.getLogger(__name__)
 
 _M32 = 0xFFFFFFFF
-_TYPES = ("temporal", "instance", "victim")
 
 
 @dataclass(frozen=True)
@@ -120,18 +120,14 @@ def uniform_hash(key: int, rows: Tensor, positions: Tensor | None = None) -> Ten
 
 
 def _as_op(op: Any) -> MissingOp:
-    typ = getattr(op, "type", None)
-    if typ not in _TYPES:
-        raise ValueError(f"missing op type must be one of {_TYPES}; got {typ!r}")
+    """``op`` as a :class:`MissingOp`, checked by the same rules as the spec's missing ops."""
     mods = getattr(op, "modalities", None)
-    out = MissingOp(type=typ, rate=float(getattr(op, "rate")), modalities=None if mods is None else list(mods),
-                    keep_one=bool(getattr(op, "keep_one", True)), modality=getattr(op, "modality", None))
-    hi_ok = out.rate < 1.0 if typ == "temporal" else out.rate <= 1.0
-    if not (0.0 <= out.rate and hi_ok):
-        rng = "[0, 1)" if typ == "temporal" else "[0, 1]"
-        raise ValueError(f"{typ} rate must be in {rng}; got {out.rate}")
-    if typ == "victim" and not out.modality:
-        raise ValueError("a victim op needs a modality; got none")
+    out = MissingOp(type=getattr(op, "type", None), rate=float(getattr(op, "rate")),
+                    modalities=None if mods is None else list(mods), keep_one=bool(getattr(op, "keep_one", True)),
+                    modality=getattr(op, "modality", None))
+    problem = missing_op_problem(out.type, out.rate, out.modalities, out.modality)
+    if problem:
+        raise ValueError(problem)
     return out
 
 
@@ -178,7 +174,7 @@ class MissingProtocol:
         return f"MissingProtocol({self.describe()})"
 
     def _targets(self, op: MissingOp, names: list[str]) -> list[str]:
-        want = [op.modality] if op.type == "victim" else (names if op.modalities is None else op.modalities)
+        want = names if op.type != "victim" and op.modalities is None else [n for _, n in named_modalities(op)]
         unknown = [m for m in want if m not in names]
         if unknown:
             raise ValueError(f"missing op {op.type} names modalities {unknown} that the batch lacks; "

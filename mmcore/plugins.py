@@ -34,7 +34,7 @@ from . import hookspecs
 from .errors import PluginError
 from . import registry as _registry_mod
 from .hookspecs import PLUGIN_API, PLUGIN_API_ATTRIBUTE, api_mismatch, parse_api
-from .registry import BUILTIN_PROVIDER, DISTRIBUTION, Registry
+from .registry import BUILTIN_PROVIDER, DISTRIBUTION, PluginStatus, Registry
 
 log = logging.getLogger("mmcore.plugins")
 
@@ -48,7 +48,7 @@ class PluginInfo:
     dist: str
     version: str
     entry_point: str
-    status: str = "ok"  # "ok" or "error: <one line>"
+    status: PluginStatus = field(default_factory=PluginStatus.ok)  # its text is what `mmcore plugins` prints
     components: dict[str, list[str]] = field(default_factory=dict)
     builtin: bool = False
     error: BaseException | None = None
@@ -104,7 +104,7 @@ def register_plugin(registry: Registry, pm: pluggy.PluginManager, module: Any, *
     info.api = str(declared) if declared is not None else None
     problem = incompatible_api(dist, version, declared) if declared is not None else None
     if problem is not None:  # skipped before its hook runs: an API it does not expect could misbehave
-        info.status, info.error = f"error: {problem}", PluginError(problem)
+        info.status, info.error = PluginStatus.error(problem), PluginError(problem)
         log.warning("plugin %s %s (entry point %r) skipped: %s", dist, version, entry_point, problem)
         registry.plugins.append(info)
         return info
@@ -123,7 +123,7 @@ def register_plugin(registry: Registry, pm: pluggy.PluginManager, module: Any, *
         for impl in impls:
             impl.function(**{a: register for a in impl.argnames})
     except Exception as exc:  # the plugin boundary: the only broad catch; the exception is kept
-        info.status, info.error = f"error: {_one_line(exc)}", exc
+        info.status, info.error = PluginStatus.error(_one_line(exc)), exc
         log.warning("plugin %s %s (entry point %r) failed to load: %s", dist, version, entry_point, _one_line(exc))
         log.debug("".join(traceback.format_exception(exc)))
         if pm.is_registered(module):
@@ -134,7 +134,7 @@ def register_plugin(registry: Registry, pm: pluggy.PluginManager, module: Any, *
         try:
             registry.add(entry)
         except PluginError as exc:
-            info.status = f"error: {exc}"
+            info.status = PluginStatus.error(str(exc))
             log.warning("plugin %s: %s", dist, exc)
             continue
         info.components.setdefault(entry.kind, []).append(entry.name)
@@ -224,7 +224,7 @@ def load_plugins(registry: Registry, only: list[str] | tuple[str, ...] | None = 
         try:
             module = load_entry_point(ep, _import_timeout())
         except Exception as exc:  # the plugin boundary: report and go on
-            info = PluginInfo(dist, version, ep.name, status=f"error: {_one_line(exc)}", error=exc)
+            info = PluginInfo(dist, version, ep.name, status=PluginStatus.error(_one_line(exc)), error=exc)
             log.warning("plugin %s %s (entry point %r) failed to load: %s", dist, version, ep.name, _one_line(exc))
             log.debug("".join(traceback.format_exception(exc)))
             registry.plugins.append(info)

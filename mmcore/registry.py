@@ -14,7 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel
 
@@ -109,6 +109,20 @@ def install_hint(dist: str) -> str:
                    if os.path.isfile(os.path.join(root, "plugins", d, "pyproject.toml"))] + [local]
         hint += f"\n  or, from this source checkout: pip install {pin}" + " ".join(f"-e {f}" for f in folders)
     return hint
+
+
+def provider_hint(kind: str, names: str | Sequence[str], dist: str, *, failed: str | None = None,
+                  guessed: bool = False) -> str:
+    """The one sentence saying which distribution provides components that are not here, and what to run.
+
+    ``names``: one name or several (of one ``kind``); ``failed``: the plugin is installed but failed
+    to load, with this status; ``guessed``: the name is a did-you-mean guess for a typo.
+    """
+    many = not isinstance(names, str)
+    shown = ", ".join(repr(n) for n in names) if many else repr(names)
+    subject = f"did you mean {shown}? it" if guessed else f"hint: {kind}{'s' if many else ''} {shown}"
+    state = f"installed but failed to load: {failed}" if failed else f"not installed; run: {install_hint(dist)}"
+    return f"{subject} {'come' if many and not guessed else 'comes'} from {dist}, which is {state}"
 
 
 class PluginState(str, Enum):
@@ -285,14 +299,10 @@ class Registry:
             near = difflib.get_close_matches(name, [n for k, n in KNOWN_PROVIDERS if k == kind], n=1, cutoff=0.75)
             if near and near[0] not in self._entries[kind]:
                 dist = KNOWN_PROVIDERS[(kind, near[0])]
-                hints.append(f"did you mean {near[0]!r}? it comes from {dist}, which is not installed; "
-                             f"run: {install_hint(dist)}")
+                hints.append(provider_hint(kind, near[0], dist, guessed=True))
         elif name not in self._entries[kind]:
             failed = [p for p in self.plugins if getattr(p, "dist", None) == dist and _failed(p)]
-            if failed:
-                hints.append(f"hint: {name!r} comes from {dist}, which is installed but failed to load: {failed[0].status}")
-            else:
-                hints.append(f"hint: {name!r} comes from {dist}, which is not installed; run: {install_hint(dist)}")
+            hints.append(provider_hint(kind, name, dist, failed=failed[0].status if failed else None))
         available = self.names(kind)
         hints.append(f"available {kind}s: {', '.join(available) if available else '(none)'}")
         installed = [p for p in self.plugins if not getattr(p, "builtin", False)]

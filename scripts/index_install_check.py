@@ -47,7 +47,9 @@ import threading
 import time
 import zipfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # scripts/, for _checkout
+from _checkout import REPO, copy_checkout, remove_unless_kept  # noqa: E402
+
 CORE = "mmcore-lib"
 FOREIGN = "mmcore"  # the unrelated project on PyPI that owns the name
 FOREIGN_VERSION = "0.59.0"
@@ -78,22 +80,6 @@ def run(cmd: list[str], *, cwd: str | None = None, env: dict | None = None, ok: 
     if not quiet:
         print("    " + r.stdout.strip().replace("\n", "\n    "), flush=True)
     return r
-
-
-def copy_tree(dest: str) -> str:
-    """Tracked and untracked-but-not-ignored files of the working tree into dest/main (shared/ linked beside)."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                         capture_output=True, check=True).stdout
-    root = os.path.join(dest, "main")
-    for rel in filter(None, out.decode().split("\0")):
-        src = os.path.join(REPO, rel)
-        if os.path.isfile(src):
-            os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
-            shutil.copy2(src, os.path.join(root, rel))
-    shared = os.path.join(os.path.dirname(REPO), "shared")
-    if os.path.isdir(shared):
-        os.symlink(shared, os.path.join(dest, "shared"))
-    return root
 
 
 def pyproject(path: str) -> dict:
@@ -281,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     steps: list[str] = []
     try:
-        root = copy_tree(work)
+        root = copy_checkout(work, untracked=True)
         with open(os.path.join(root, "constraints.txt")) as f:
             torch_pin = re.search(r"^torch==(\S+)", f.read(), re.M).group(1)
         tools = os.path.join(work, "tools")
@@ -425,10 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.shutdown()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        remove_unless_kept(work, args.keep)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(REPO), "shared")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # scripts/, for _checkout
+from _checkout import REPO, SHARED, copy_checkout, remove_unless_kept  # noqa: E402
+
 TINY_RUN = "--set train.epochs=1"
 #: (pattern, replacement, reason): applied to each command line in order; None skips the line
 REWRITES: list[tuple[re.Pattern, str | None, str]] = [
@@ -60,20 +60,6 @@ def rewrite(block: str) -> tuple[str, list[str]]:
     return "\n".join(lines), why
 
 
-def copy_repo(dest: str) -> str:
-    """Tracked files of the repository (with uncommitted edits) into dest/main; shared/ linked beside."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
-    root = os.path.join(dest, "main")
-    for rel in filter(None, files.decode().split("\0")):
-        src = os.path.join(REPO, rel)
-        if os.path.isfile(src):
-            os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
-            shutil.copy2(src, os.path.join(root, rel))
-    if os.path.isdir(SHARED):
-        os.symlink(SHARED, os.path.join(dest, "shared"))
-    return root
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
@@ -89,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--- block {i}{' (rewritten: ' + '; '.join(why) + ')' if why else ''}\n{text}")
         return 0
     tmp = tempfile.mkdtemp(prefix="mmcore-readme-")
-    root = copy_repo(tmp)
+    root = copy_checkout(tmp, untracked=False)
     env = {**os.environ, "MMCORE_DATA_DIR": os.path.join(tmp, "data"), "MMCORE_SHARED": SHARED,
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     env.pop("VIRTUAL_ENV", None)
@@ -110,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"all {len(chosen)} README blocks ran")
         return 0
     finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        remove_unless_kept(tmp, args.keep)
 
 
 if __name__ == "__main__":

@@ -11,18 +11,12 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, tiny_spec_dict
 from mmcore import plugins
 from mmcore.cli import build_parser
 from mmcore.registry import reset_registry
 
-TINY = {"seed": 0, "modalities": {"text": {}, "audio": {}, "vision": {}}, "model": {"d_model": 8, "dropout": 0.0},
-        "encoders": {"default": {"name": "linear"}}, "fuser": {"name": "concat_pool"},
-        "head": {"name": "regression_mlp", "params": {"hidden": 8}},
-        "data": {"name": "synthetic", "params": {"n_train": 32, "n_valid": 16, "n_test": 16,
-                                                 "dims": {"text": 8, "audio": 6, "vision": 5},
-                                                 "lengths": {"text": 6, "audio": 9, "vision": 7}}},
-        "train": {"epochs": 1, "batch_size": 16, "select_metric": "mae"}}
+TINY = tiny_spec_dict(seed=0, splits=(32, 16, 16), train={"epochs": 1, "batch_size": 16, "select_metric": "mae"})
 
 
 def _parsers(parser, path=("mmcore",)):

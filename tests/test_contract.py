@@ -3,8 +3,12 @@
 import os
 
 import pytest
+from torch import nn
 
+import mmcore
 from conftest import REPO
+from mmcore.params import NoParams
+from mmcore.protocols import AlignerOutput, FuserOutput
 from mmcore.registry import get_registry
 from mmcore.testing import check_component, contract_cases
 from mmcore.testing.contract import ContractError
@@ -21,72 +25,47 @@ def test_builtin_has_a_docs_section(kind, name):
         assert f"## {name}" in f.read().replace("`", ""), f"docs/components.md needs a '## {name}' section"
 
 
-def test_contract_catches_a_component_that_reads_padding(fresh_registry):
-    from torch import nn
+class LeakyFuser(nn.Module):
+    """A fuser that sums padded positions too (must fail the contract)."""
 
-    import mmcore
-    from mmcore.params import NoParams
-    from mmcore.protocols import FuserOutput
+    def __init__(self, params, ctx):
+        super().__init__()
+        self.lin, self.out_dim = nn.Linear(ctx.d_model, 3), 3
 
-    class LeakyParams(NoParams):
-        """A fuser that sums padded positions too (must fail the contract)."""
-
-    @mmcore.register("fuser", "leaky_test_fuser", params=LeakyParams)
-    class LeakyFuser(nn.Module):
-        def __init__(self, params, ctx):
-            super().__init__()
-            self.lin, self.out_dim = nn.Linear(ctx.d_model, 3), 3
-
-        def forward(self, seqs, valid):
-            return FuserOutput(self.lin(sum(x.sum(1) for x in seqs.values())), {})
-
-    with pytest.raises(ContractError, match="padding invariance"):
-        check_component("fuser", "leaky_test_fuser")
+    def forward(self, seqs, valid):
+        return FuserOutput(self.lin(sum(x.sum(1) for x in seqs.values())), {})
 
 
-def test_contract_catches_a_parameter_without_gradient(fresh_registry):
-    from torch import nn
+class DeadAligner(nn.Module):
+    """An aligner with an unused parameter (must fail the contract)."""
 
-    import mmcore
-    from mmcore.params import NoParams
-    from mmcore.protocols import AlignerOutput
+    def __init__(self, params, ctx):
+        super().__init__()
+        self.unused = nn.Linear(2, 2)
 
-    class DeadParams(NoParams):
-        """An aligner with an unused parameter (must fail the contract)."""
-
-    @mmcore.register("aligner", "dead_test_aligner", params=DeadParams)
-    class DeadAligner(nn.Module):
-        def __init__(self, params, ctx):
-            super().__init__()
-            self.unused = nn.Linear(2, 2)
-
-        def forward(self, seqs, valid):
-            return AlignerOutput(dict(seqs), dict(valid), {})
-
-    with pytest.raises(ContractError, match="unused.weight"):
-        check_component("aligner", "dead_test_aligner")
+    def forward(self, seqs, valid):
+        return AlignerOutput(dict(seqs), dict(valid), {})
 
 
-def test_contract_catches_an_undeclared_aux_loss(fresh_registry):
-    from torch import nn
+class AuxAligner(nn.Module):
+    """An aligner returning an aux loss it did not declare (must fail the contract)."""
 
-    import mmcore
-    from mmcore.params import NoParams
-    from mmcore.protocols import AlignerOutput
+    def __init__(self, params, ctx):
+        super().__init__()
 
-    class AuxParams(NoParams):
-        """An aligner returning an aux loss it did not declare."""
+    def forward(self, seqs, valid):
+        return AlignerOutput(dict(seqs), dict(valid), {"sneaky": sum(x.sum() for x in seqs.values()) * 0})
 
-    @mmcore.register("aligner", "aux_test_aligner", params=AuxParams)
-    class AuxAligner(nn.Module):
-        def __init__(self, params, ctx):
-            super().__init__()
 
-        def forward(self, seqs, valid):
-            return AlignerOutput(dict(seqs), dict(valid), {"sneaky": sum(x.sum() for x in seqs.values()) * 0})
-
-    with pytest.raises(ContractError, match="sneaky"):
-        check_component("aligner", "aux_test_aligner")
+@pytest.mark.parametrize("kind,name,cls,match", [
+    ("fuser", "leaky_test_fuser", LeakyFuser, "padding invariance"),
+    ("aligner", "dead_test_aligner", DeadAligner, "unused.weight"),
+    ("aligner", "aux_test_aligner", AuxAligner, "sneaky"),
+], ids=["reads_padding", "parameter_without_gradient", "undeclared_aux_loss"])
+def test_contract_catches_a_broken_component(fresh_registry, kind, name, cls, match):
+    mmcore.register(kind, name, params=NoParams)(cls)
+    with pytest.raises(ContractError, match=match):
+        check_component(kind, name)
 
 
 def test_in_process_register_refuses_a_duplicate(fresh_registry):

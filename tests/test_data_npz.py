@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import npz_split_features
 from mmcore.data.npz import NpzDataset
 from mmcore.data.params import NpzParams
 from mmcore.errors import DataError
@@ -22,11 +23,8 @@ def make_arrays(n: int = 5, seed: int = 0, text_in_train: bool = False) -> dict[
     """Word-aligned rows: row i's span starts at step i % 3 (front padding) and ends before T."""
     rng = np.random.default_rng(seed)
     out = {}
-    for s in ("train", "valid", "test"):
-        for m, d in D.items():
-            if m == "text" and s == "train" and not text_in_train:
-                continue
-            x = rng.standard_normal((n, T, d)).astype(np.float32) + 2.0
+    for s, features in npz_split_features(rng, n, T, D, 2.0, text_in_train=text_in_train):
+        for m, x in features.items():
             for i in range(n):
                 start, stop = i % 3, T - (i % 2)
                 x[i, :start] = 0

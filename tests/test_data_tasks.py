@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import npz_split_features, run_cli
 from mmcore.data.mmsa import MmsaDataset, make_mmsa_data, write_mmsa_pickle
 from mmcore.data.npz import NpzDataset
 from mmcore.data.params import MmsaParams, NpzParams
@@ -24,11 +24,8 @@ def npz_file(path, *, labels: str = "float", n: int = 24, zero_vision: float = 0
              seed: int = 0):
     rng = np.random.default_rng(seed)
     out = {}
-    for s in ("train", "valid", "test"):
-        for m, d in D.items():
-            if m == "text" and s == "train" and not text_in_train:
-                continue
-            x = rng.standard_normal((n, T, d)).astype(np.float32) + 1.0
+    for s, features in npz_split_features(rng, n, T, D, 1.0, text_in_train=text_in_train):
+        for m, x in features.items():
             if m == "vision" and zero_vision:
                 x[: int(zero_vision * n)] = 0  # the first rows have no vision at all
             out[f"{s}_{m}"] = x

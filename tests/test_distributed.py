@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import PhasedScaleAligner
 from mmcore.data.base import Split, iterate_batches
 from mmcore.spec import spec_from_dict
 from mmcore.testing.distributed import DistributedJob, run_distributed_jobs
@@ -55,27 +56,6 @@ MASKED = spec(model={"d_model": 16, "dropout": 0.3}, imputer={"name": "mean", "p
               missing={"train": [{"type": "temporal", "rate": 0.3}]})
 
 
-class DDPTestPhasedAligner(nn.Module):
-    """Identity aligner with a learnable scale and MM-Align-like phases (a warm-up that trains the
-    head only, then two optimiser steps per batch on disjoint parameters): parameters without
-    gradients in a step, so DDP needs ``find_unused_parameters``."""
-
-    def __init__(self, params, ctx):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-
-    def forward(self, seqs, valid):
-        from mmcore.protocols import AlignerOutput
-
-        return AlignerOutput({m: x * self.scale for m, x in seqs.items()}, dict(valid), {})
-
-    def training_phases(self, epochs):
-        from mmcore.phases import Phase, Step
-
-        return [Phase("warmup", (Step("head_only", params=("head.*",), missing=False),), epochs=1, select=False),
-                Phase("main", (Step("aligner", params=("aligner.*",)), Step("rest", params=("*", "!aligner.*"))))]
-
-
 class DDPTestSyncMeanImputer(nn.Module):
     """Mean-fill imputer whose fill value is the EMA of the observed tokens' mean over the *global*
     batch: (Σ z, count) all-reduced with ``sum_across_ranks`` — the recipe docs/scaling.md gives
@@ -113,7 +93,8 @@ def register_fixtures() -> None:
     class DDPTestParams(NoParams):
         """No params (test fixture)."""
 
-    mmcore.register("aligner", "ddp_test_phased", params=DDPTestParams)(DDPTestPhasedAligner)
+    # phases leave parameters without gradients in a step, so DDP needs find_unused_parameters
+    mmcore.register("aligner", "ddp_test_phased", params=DDPTestParams)(PhasedScaleAligner)
     mmcore.register("imputer", "ddp_test_sync_mean", params=DDPTestParams)(DDPTestSyncMeanImputer)
 
 

@@ -28,7 +28,7 @@ def _loaded(registry, dist):
     info = next((p for p in registry.plugins if p.dist == dist), None)
     if info is None:
         pytest.skip(f"{dist} is installed but not loaded (MMCORE_LOAD_PLUGINS={os.environ.get('MMCORE_LOAD_PLUGINS')!r})")
-    if info.status != "ok":
+    if info.status.failed:
         pytest.skip(f"{dist} is installed but failed to load: {info.status}")
     return info
 

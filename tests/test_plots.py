@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import mmcore
-from conftest import run_cli
+from conftest import run_cli, tiny_spec_dict
 from mmcore.errors import MmcoreUserError
 from mmcore.params import NoParams
 from mmcore.plots import plot_missing, sample_plans
@@ -18,14 +18,8 @@ from mmcore.registry import reset_registry
 from mmcore.spec import spec_from_dict
 from mmcore.train.run import train_run
 
-TINY = {"seed": 1, "modalities": {"text": {}, "audio": {}, "vision": {}}, "model": {"d_model": 8, "dropout": 0.0},
-        "encoders": {"default": {"name": "linear"}}, "fuser": {"name": "concat_pool"},
-        "head": {"name": "regression_mlp", "params": {"hidden": 8}},
-        "data": {"name": "synthetic", "params": {"n_train": 32, "n_valid": 8, "n_test": 8,
-                                                 "dims": {"text": 8, "audio": 6, "vision": 5},
-                                                 "lengths": {"text": 6, "audio": 9, "vision": 7}}},
-        "missing": {"train": [], "eval": [{"type": "temporal", "rate": 0.3}]},
-        "train": {"epochs": 1, "batch_size": 16, "lr": 3e-3, "select_metric": "mae"}}
+TINY = tiny_spec_dict(seed=1, splits=(32, 8, 8), missing={"train": [], "eval": [{"type": "temporal", "rate": 0.3}]},
+                      train={"epochs": 1, "batch_size": 16, "lr": 3e-3, "select_metric": "mae"})
 
 
 def known_plan(valid_t, valid_m):

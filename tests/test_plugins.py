@@ -41,6 +41,15 @@ def _info(reg, dist):
     return next(p for p in reg.plugins if p.dist == dist)
 
 
+def _validate_aligner(tmp_path, capsys, aligner: str):
+    """``mmcore validate`` of a one-modality spec whose aligner is ``aligner``: (exit code, stderr)."""
+    p = tmp_path / "s.yaml"
+    p.write_text("modalities: {text: {dim: 4}}\nencoders: {default: {name: linear}}\n"
+                 f"aligner: {{name: {aligner}}}\nfuser: {{name: mean}}\nhead: {{name: regression_mlp}}\n")
+    code, _, err = run_cli(["validate", str(p)], capsys)
+    return code, err
+
+
 def test_good_plugin_registers_its_component(monkeypatch):
     _fake(monkeypatch, FakeEntryPoint("mmcore-plugin-good", "good", "plugins.good_plugin"))
     reg = get_registry()
@@ -78,10 +87,7 @@ def test_duplicate_name_names_both_providers(monkeypatch):
 
 def test_duplicate_name_makes_a_spec_using_it_fail(monkeypatch, tmp_path, capsys):
     _fake(monkeypatch, FakeEntryPoint("dupe-dist", "dupe", "plugins.duplicate_name"))
-    p = tmp_path / "s.yaml"
-    p.write_text("modalities: {text: {dim: 4}}\nencoders: {default: {name: linear}}\naligner: {name: identity}\n"
-                 "fuser: {name: mean}\nhead: {name: regression_mlp}\n")
-    code, _, err = run_cli(["validate", str(p)], capsys)
+    code, err = _validate_aligner(tmp_path, capsys, "identity")
     assert code == 2 and "provided by several plugins" in err
 
 
@@ -247,10 +253,7 @@ def test_a_component_that_refuses_to_build_gives_one_positioned_error(tmp_path):
 def test_unknown_component_error_marks_a_plugin_that_failed_to_load(monkeypatch, tmp_path, capsys):
     _fake(monkeypatch, FakeEntryPoint("broken", "broken", "plugins.broken_import"),
           FakeEntryPoint("mmcore-plugin-good", "good", "plugins.good_plugin"))
-    p = tmp_path / "s.yaml"
-    p.write_text("modalities: {text: {dim: 4}}\nencoders: {default: {name: linear}}\naligner: {name: ehco}\n"
-                 "fuser: {name: mean}\nhead: {name: regression_mlp}\n")
-    code, _, err = run_cli(["validate", str(p)], capsys)
+    code, err = _validate_aligner(tmp_path, capsys, "ehco")
     assert code == 2 and "unknown aligner 'ehco'" in err
     installed = next(line for line in err.splitlines() if "installed plugins:" in line)
     assert "mmcore-plugin-good" in installed and "broken" not in installed
@@ -320,10 +323,7 @@ def test_plugin_targeting_another_api_is_skipped_naming_both_versions(monkeypatc
 def test_unknown_component_error_names_an_incompatible_plugin_with_both_versions(monkeypatch, tmp_path, capsys):
     """A spec using a first-party name whose plugin is installed but targets another API: both versions shown."""
     _fake(monkeypatch, ModuleEntryPoint("mmcore-plugin-ot", "ot", f"{MAJOR + 1}.0", "relaxed_ot"))
-    p = tmp_path / "s.yaml"
-    p.write_text("modalities: {text: {dim: 4}}\nencoders: {default: {name: linear}}\naligner: {name: relaxed_ot}\n"
-                 "fuser: {name: mean}\nhead: {name: regression_mlp}\n")
-    code, _, err = run_cli(["validate", str(p)], capsys)
+    code, err = _validate_aligner(tmp_path, capsys, "relaxed_ot")
     assert code == 2 and "unknown aligner 'relaxed_ot'" in err
     hint = next(line for line in err.splitlines() if "comes from mmcore-plugin-ot" in line)
     assert "installed but failed to load" in hint and f"targets mmcore plugin API {MAJOR + 1}.0" in hint

@@ -10,18 +10,12 @@ import sys
 import pytest
 import yaml
 
-from conftest import run_cli
+from conftest import run_cli, tiny_spec_dict
 from mmcore.sweep import SweepError, build_variants, run_sweep
 from mmcore.sweep.summary import Stat
 
-TINY = {"seed": 0, "modalities": {"text": {}, "audio": {}, "vision": {}}, "model": {"d_model": 8, "dropout": 0.0},
-        "encoders": {"default": {"name": "linear"}}, "fuser": {"name": "concat_pool"},
-        "head": {"name": "regression_mlp", "params": {"hidden": 8}},
-        "data": {"name": "synthetic", "params": {"n_train": 48, "n_valid": 16, "n_test": 16,
-                                                 "dims": {"text": 8, "audio": 6, "vision": 5},
-                                                 "lengths": {"text": 6, "audio": 9, "vision": 7}}},
-        "missing": {"train": [{"type": "temporal", "rate": 0.2}], "eval": []},
-        "train": {"epochs": 2, "batch_size": 16, "lr": 3e-3, "select_metric": "mae"}}
+TINY = tiny_spec_dict(seed=0, splits=(48, 16, 16), missing={"train": [{"type": "temporal", "rate": 0.2}], "eval": []},
+                      train={"epochs": 2, "batch_size": 16, "lr": 3e-3, "select_metric": "mae"})
 AXIS = "model.dropout=0,0.2"
 RATES = [0.0, 0.5]
 VARIANTS = ["model.dropout=0", "model.dropout=0.2"]

@@ -3,9 +3,9 @@
 import json
 
 import pytest
-from conftest import interrupt_after_saves
 import torch
 
+from conftest import PhasedScaleAligner, interrupt_after_saves
 from mmcore.errors import CheckpointError, SpecError, TrainingDivergedError
 from mmcore.spec import spec_from_dict
 from mmcore.train import trainer as trainer_mod
@@ -129,12 +129,8 @@ def test_divergence_is_a_clear_error_and_keeps_checkpoints(tmp_path, monkeypatch
 
 
 def test_declared_phases_control_which_parameters_train(tmp_path, fresh_registry):
-    from torch import nn
-
     import mmcore
     from mmcore.params import NoParams
-    from mmcore.phases import Phase, Step
-    from mmcore.protocols import AlignerOutput
 
     class PhasedParams(NoParams):
         """Identity aligner with a learnable scale that declares two phases (test fixture)."""
@@ -142,18 +138,7 @@ def test_declared_phases_control_which_parameters_train(tmp_path, fresh_registry
     calls = []
 
     @mmcore.register("aligner", "phased_test_aligner", params=PhasedParams)
-    class PhasedAligner(nn.Module):
-        def __init__(self, params, ctx):
-            super().__init__()
-            self.scale = nn.Parameter(torch.ones(()))
-
-        def forward(self, seqs, valid):
-            return AlignerOutput({m: x * self.scale for m, x in seqs.items()}, dict(valid), {})
-
-        def training_phases(self, epochs):
-            return [Phase("warmup", (Step("head_only", params=("head.*",), missing=False),), epochs=1, select=False),
-                    Phase("main", (Step("aligner", params=("aligner.*",)), Step("rest", params=("*", "!aligner.*"))))]
-
+    class PhasedAligner(PhasedScaleAligner):
         def set_step(self, phase, step):
             calls.append((phase, step))
 

@@ -44,6 +44,7 @@ from typing import Literal
 
 import numpy as np
 
+from .._lazy import require
 from ..errors import DataError
 from .catalogue import parse_release_name
 
@@ -60,12 +61,8 @@ H5PY_HINT = 'pip install -c constraints.txt -e ".[data]"  (from a checkout; or: 
 
 def require_h5py():
     """The h5py module, or DataError saying what to install."""
-    try:
-        import h5py
-    except ImportError as e:
-        raise DataError(f"mmcore data: reading the release's h5 files needs h5py, which is not installed "
-                        f"({type(e).__name__}: {e})\n  run: {H5PY_HINT}") from e
-    return h5py
+    return require("h5py", lambda e: DataError(f"mmcore data: reading the release's h5 files needs h5py, which is not "
+                                               f"installed ({type(e).__name__}: {e})\n  run: {H5PY_HINT}"))
 
 
 class Unreadable(Exception):

@@ -18,6 +18,11 @@ class PlotDependencyError(MmcoreUserError):
     """matplotlib (the optional ``plots`` extra) is not installed."""
 
 
+def _missing(e: ImportError) -> PlotDependencyError:
+    return PlotDependencyError.at("plots", f"matplotlib is not installed ({e})",
+                                  (f"hint: install the plots extra: {INSTALL_HINT}",))
+
+
 def require_matplotlib() -> None:
     """Raise :class:`PlotDependencyError` now if matplotlib cannot be imported.
 
@@ -27,8 +32,7 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError as e:
-        raise PlotDependencyError(f"plots: error: matplotlib is not installed ({e})\n"
-                                  f"  hint: install the plots extra: {INSTALL_HINT}") from None
+        raise _missing(e) from None
 
 
 def new_figure(width: float = 6.4, height: float = 4.2):
@@ -37,8 +41,7 @@ def new_figure(width: float = 6.4, height: float = 4.2):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as e:
-        raise PlotDependencyError(f"plots: error: matplotlib is not installed ({e})\n"
-                                  f"  hint: install the plots extra: {INSTALL_HINT}") from None
+        raise _missing(e) from None
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig

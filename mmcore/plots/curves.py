@@ -17,12 +17,12 @@ from ._mpl import new_figure, save
 def read_history(run_dir: str) -> list[dict]:
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.exists(path):
-        raise MmcoreUserError(f"{run_dir}: error: no metrics.jsonl (not a run directory, or no epoch has finished)\n"
-                              "  hint: pass a run directory, or a sweep cell (OUT/cells/<variant>/seed<k>)")
+        raise MmcoreUserError.at(run_dir, "no metrics.jsonl (not a run directory, or no epoch has finished)",
+                                 ("hint: pass a run directory, or a sweep cell (OUT/cells/<variant>/seed<k>)",))
     with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
     if not rows:
-        raise MmcoreUserError(f"{path}: error: empty; no epoch has finished yet")
+        raise MmcoreUserError.at(path, "empty; no epoch has finished yet")
     return rows
 
 
@@ -48,8 +48,8 @@ def plot_curves(run_dir: str, output: str | None = None, metric: str | None = No
     if chosen in (None, "loss"):
         chosen = default_metric(valid) or "loss"
     if chosen not in valid:
-        raise MmcoreUserError(f"--metric {chosen}: error: {run_dir} logged no valid_{chosen}\n"
-                              f"  metrics logged: {', '.join(sorted(valid))}")
+        raise MmcoreUserError.at(f"--metric {chosen}", f"{run_dir} logged no valid_{chosen}",
+                                 (f"metrics logged: {', '.join(sorted(valid))}",))
     fig = new_figure(11, 4.2)
     ax_loss, ax_metric = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     train_keys = list(dict.fromkeys(k for r in rows for k in r if k.startswith("train_")))

@@ -10,7 +10,7 @@ import json
 import os
 from typing import Any
 
-from ..errors import MmcoreUserError
+from ..errors import MmcoreUserError, did_you_mean
 from ..metrics import METRIC_MODES
 from ._mpl import new_figure, save
 
@@ -62,12 +62,8 @@ def plot_bars(bars: list[tuple[str, float, float | None]], metric: str, path: st
 def _metric_or_error(metric: str, available: set[str], where: str) -> str:
     if metric in available:
         return metric
-    import difflib
-
-    close = difflib.get_close_matches(metric, sorted(available), n=1)
-    raise MmcoreUserError(f"{where}: error: no metric {metric!r} here\n"
-                          + (f"  did you mean {close[0]!r}?\n" if close else "")
-                          + f"  metrics available: {', '.join(sorted(available)) or '(none)'}")
+    raise MmcoreUserError.at(where, f"no metric {metric!r} here", did_you_mean(metric, sorted(available))
+                             + (f"metrics available: {', '.join(sorted(available)) or '(none)'}",))
 
 
 def summary_plot_name(summary: dict[str, Any], metric: str | None = None) -> str:
@@ -110,9 +106,9 @@ def plot_missing(directory: str, metric: str | None = None, output: str | None =
             data = json.load(f)
         return plot_summary(data, output or os.path.join(directory, summary_plot_name(data, metric)), metric, summary)
     if not os.path.exists(table):
-        raise MmcoreUserError(f"{directory}: error: nothing to plot: no summary.json (a sweep directory) and no "
-                              "missing_rates.json (a run evaluated across rates)\n"
-                              f"  hint: mmcore eval {directory} --missing-rates 0,0.3,0.5,0.7")
+        raise MmcoreUserError.at(directory, "nothing to plot: no summary.json (a sweep directory) and no "
+                                 "missing_rates.json (a run evaluated across rates)",
+                                 (f"hint: mmcore eval {directory} --missing-rates 0,0.3,0.5,0.7",))
     with open(table) as f:
         rows = json.load(f).get("rows", [])
     available = {k for r in rows for k in r if k != "rate"}

@@ -49,21 +49,19 @@ def aligners_with_plans(registry) -> tuple[list[str], list[str]]:
 
 
 def _unsupported(name: str, registry) -> MmcoreUserError:
-    from ..registry import KNOWN_PROVIDERS, install_hint
+    from ..registry import KNOWN_PROVIDERS, provider_hint
 
     have, unknown = aligners_with_plans(registry)
     hints = [f"aligners installed here that expose plans: {', '.join(have) if have else '(none)'}"]
     ot = sorted(n for (k, n), dist in KNOWN_PROVIDERS.items()
                 if k == "aligner" and dist == "mmcore-plugin-ot" and registry.find("aligner", n) is None)
     if ot:
-        hints.append(f"the OT aligners of mmcore-plugin-ot ({', '.join(ot)}) implement it; "
-                     f"run: {install_hint('mmcore-plugin-ot')}")
+        hints.append(provider_hint("aligner", ot, "mmcore-plugin-ot"))
     if unknown:
         hints.append(f"could not import (not checked): {', '.join(unknown)}")
     hints.append(f"an aligner shows plans by implementing {PROTOCOL}(self) -> {{modality: (B, T_anchor, T_m)}}; "
                  "see docs/sweeps.md")
-    return MmcoreUserError("\n  ".join([f"aligner {name!r}: error: it has no alignment plans to draw "
-                                        f"(no {PROTOCOL}() method)", *hints]))
+    return MmcoreUserError.at(f"aligner {name!r}", f"it has no alignment plans to draw (no {PROTOCOL}() method)", hints)
 
 
 def sample_plans(run_dir: str, sample: int, pair: str | None = None) -> tuple[str, list[PlanView]]:
@@ -79,26 +77,26 @@ def sample_plans(run_dir: str, sample: int, pair: str | None = None) -> tuple[st
     trainer = load_run(run_dir)
     name = trainer.spec.aligner.name
     aligner = trainer.model.aligner
-    if capabilities.alignment_plans(aligner) is None:
+    read_plans = capabilities.alignment_plans(aligner)
+    if read_plans is None:
         raise _unsupported(name, trainer.rs.registry or _registry())
     split = trainer.data.split("test")
     if not 0 <= sample < len(split):
-        raise MmcoreUserError(f"--sample {sample}: error: the test split of {run_dir} has {len(split)} samples "
-                              f"(0..{len(split) - 1})")
+        raise MmcoreUserError.at(f"--sample {sample}", f"the test split of {run_dir} has {len(split)} samples "
+                                 f"(0..{len(split) - 1})")
     batch = split.batch(torch.tensor([sample])).to(trainer.device)
     batch = trainer.eval_protocol.apply(batch, seed=trainer.spec.seed, epoch=None, split="test")
     trainer.model.eval()
     with torch.no_grad():
         trainer.model(batch)
-        plans = aligner.alignment_plans()
+        plans = read_plans()
     if not isinstance(plans, dict) or not plans:
         raise PluginError(f"aligner {name!r}: {PROTOCOL}() returned {type(plans).__name__}, expected a non-empty "
                           "{modality: (B, T_anchor, T_m) tensor} dict for the last forward")
     all_plans = plans
     if pair is not None:
         if pair not in plans:
-            raise MmcoreUserError(f"--pair {pair}: error: aligner {name!r} has plans for "
-                                  f"{', '.join(plans)} only")
+            raise MmcoreUserError.at(f"--pair {pair}", f"aligner {name!r} has plans for {', '.join(plans)} only")
         plans = {pair: plans[pair]}
     mods = list(trainer.spec.modalities)
     anchor = capabilities.anchor(aligner)

@@ -48,6 +48,34 @@ class LossSpec(StrictModel):
     params: dict[str, Any] = Field(default_factory=dict, description="Params of a registered loss component.")
 
 
+MISSING_OP_TYPES = ("temporal", "instance", "victim")
+
+
+def missing_op_problem(type: str, rate: float, modalities: list[str] | None = None,
+                       modality: str | None = None) -> str | None:
+    """The rules of one missing-modality op, for spec validation and :class:`mmcore.missing.MissingProtocol`
+    alike: what is wrong with it, or None."""
+    if type not in MISSING_OP_TYPES:
+        return f"missing op type must be one of {MISSING_OP_TYPES}; got {type!r}"
+    if not 0 <= rate <= 1:
+        return f"{type} rate must be in [0, 1]; got {rate}"
+    if type == "temporal" and rate >= 1:
+        return "temporal masking rate must be < 1 (every token masked leaves nothing to learn from)"
+    if type == "victim" and not modality:
+        return "a victim op needs 'modality: <name>'"
+    if type != "victim" and modality is not None:
+        return f"'modality' is only for type victim; use 'modalities: [...]' for {type}"
+    if type == "victim" and modalities is not None:
+        return "a victim op takes 'modality', not 'modalities'"
+    return None
+
+
+def named_modalities(op) -> list[tuple[tuple, str]]:
+    """(path inside the op, name) of each modality a missing op names: its ``modalities``, its ``modality``."""
+    names = [(("modalities", j), n) for j, n in enumerate(op.modalities or [])]
+    return names + ([(("modality",), op.modality)] if op.modality else [])
+
+
 class MissingOpSpec(StrictModel):
     """One missing-modality operation (see docs/missing.md).
 
@@ -64,14 +92,9 @@ class MissingOpSpec(StrictModel):
 
     @model_validator(mode="after")
     def _check(self):
-        if self.type == "temporal" and self.rate >= 1:
-            raise ValueError("temporal masking rate must be < 1 (every token masked leaves nothing to learn from)")
-        if self.type == "victim" and not self.modality:
-            raise ValueError("a victim op needs 'modality: <name>'")
-        if self.type != "victim" and self.modality is not None:
-            raise ValueError(f"'modality' is only for type victim; use 'modalities: [...]' for {self.type}")
-        if self.type == "victim" and self.modalities is not None:
-            raise ValueError("a victim op takes 'modality', not 'modalities'")
+        problem = missing_op_problem(self.type, self.rate, self.modalities, self.modality)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -101,7 +124,9 @@ class TrainSpec(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda if available.")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 = autocast to bfloat16.")
     compile: bool = Field(False, description="Wrap the model in torch.compile.")
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: the thread policy: 1 "
+                                    "for a model under 32M parameters, else the cores or a sweep job's share; "
+                                    "docs/performance.md).")
 
 
 class PipelineSpec(StrictModel):

@@ -13,18 +13,9 @@ from typing import Any
 
 import yaml
 
-from ..errors import SpecError, SpecIssue
+from ..errors import Position, SpecError, SpecIssue
 
 Path_ = tuple  # a path into the document: keys (str) and list indices (int)
-
-
-@dataclass(frozen=True)
-class Pos:
-    line: int  # 1-based
-    col: int  # 1-based
-
-    def __str__(self) -> str:
-        return f"{self.line}:{self.col}"
 
 
 @dataclass
@@ -33,37 +24,38 @@ class Source:
 
     name: str
     data: Any
-    key_pos: dict[Path_, Pos] = field(default_factory=dict)  # where the key of a mapping entry is
-    value_pos: dict[Path_, Pos] = field(default_factory=dict)  # where a value starts
+    key_pos: dict[Path_, Position] = field(default_factory=dict)  # where the key of a mapping entry is
+    value_pos: dict[Path_, Position] = field(default_factory=dict)  # where a value starts
     overridden: dict[Path_, str] = field(default_factory=dict)  # path -> "--set a.b=v" text
 
-    def where(self, path: Path_, *, key: bool = False) -> str:
-        """``file:line:col`` of a path: its value (or its key if ``key``), else its nearest ancestor's key."""
+    def where(self, path: Path_, *, key: bool = False) -> Position:
+        """Position of a path: its value (or its key if ``key``), else its nearest ancestor's key;
+        an overridden path is at ``command line (--set ...)``."""
         p = tuple(path)
         for i in range(len(p), -1, -1):
             if p[:i] in self.overridden:
-                return f"command line ({self.overridden[p[:i]]})"
+                return Position(f"command line ({self.overridden[p[:i]]})")
         for i in range(len(p), 0, -1):
             q = p[:i]
             pos = self.key_pos.get(q) if (key or i < len(p)) else (self.value_pos.get(q) or self.key_pos.get(q))
             if pos is not None:
-                return f"{self.name}:{pos}"
-        return f"{self.name}:1:1"
+                return Position(self.name, pos.line, pos.col)
+        return Position(self.name, 1, 1)
 
 
-def _pos(mark) -> Pos:
-    return Pos(mark.line + 1, mark.column + 1)
+def _pos(name: str, mark) -> Position:
+    """The position of a PyYAML mark (0-based) in file ``name``; just the file when there is no mark."""
+    return Position(name, mark.line + 1, mark.column + 1) if mark is not None else Position(name)
 
 
 def _error(name: str, mark, message: str, hints: tuple[str, ...] = ()) -> SpecError:
-    where = f"{name}:{_pos(mark)}" if mark is not None else name
-    return SpecError([SpecIssue(where, "", message, hints)])
+    return SpecError([SpecIssue(_pos(name, mark), "", message, hints)])
 
 
 def _record(node: yaml.Node, path: Path_, src: Source, name: str) -> None:
-    src.value_pos[path] = _pos(node.start_mark)
+    src.value_pos[path] = _pos(name, node.start_mark)
     if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, Pos] = {}
+        seen: dict[Any, Position] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if key is None:
@@ -76,7 +68,7 @@ def _record(node: yaml.Node, path: Path_, src: Source, name: str) -> None:
             if key in seen:
                 raise _error(name, key_node.start_mark, f"duplicate key {key!r} (first defined at line {seen[key].line})",
                              ("each key may appear once; YAML would silently keep only the last one",))
-            seen[key] = _pos(key_node.start_mark)
+            seen[key] = _pos(name, key_node.start_mark)
             src.key_pos[path + (key,)] = seen[key]
             _record(value_node, path + (key,), src, name)
     elif isinstance(node, yaml.SequenceNode):
@@ -110,7 +102,7 @@ def _reader_error(name: str, text: str, e: yaml.reader.ReaderError) -> SpecError
     line = text.count("\n", 0, pos) + 1
     col = pos - (text.rfind("\n", 0, pos) + 1) + 1
     code = e.character if isinstance(e.character, int) else ord(e.character)
-    return SpecError([SpecIssue(f"{name}:{line}:{col}", "", f"invalid YAML: character U+{code:04X} is not allowed in "
+    return SpecError([SpecIssue(Position(name, line, col), "", f"invalid YAML: character U+{code:04X} is not allowed in "
                                 "a YAML document", ("remove the control character; a spec is plain text",))])
 
 
@@ -123,7 +115,7 @@ def parse_yaml(text: str, name: str = "<spec>") -> Source:
     try:
         node = loader.get_single_node()
         if node is None:
-            raise SpecError([SpecIssue(f"{name}:1:1", "", "the spec is empty",
+            raise SpecError([SpecIssue(Position(name, 1, 1), "", "the spec is empty",
                                        ("a spec needs at least modalities, encoders, fuser and head; see docs/spec.md",))])
         if _expanded_size(node, {}) > MAX_NODES:
             raise _error(name, node.start_mark, f"the spec expands to more than {MAX_NODES} YAML values",
@@ -141,13 +133,13 @@ def parse_yaml(text: str, name: str = "<spec>") -> Source:
     except yaml.YAMLError as e:
         raise _error(name, None, f"invalid YAML: {e}") from None
     except RecursionError:
-        raise SpecError([SpecIssue(f"{name}:1:1", "", "the spec is nested too deeply to read",
+        raise SpecError([SpecIssue(Position(name, 1, 1), "", "the spec is nested too deeply to read",
                                    ("a spec is a few levels of mappings and lists",))]) from None
     finally:
         loader.dispose()
     if not isinstance(src.data, dict):
         kind = type(src.data).__name__
-        raise SpecError([SpecIssue(f"{name}:1:1", "", f"the spec must be a mapping of sections, got a {kind}")])
+        raise SpecError([SpecIssue(Position(name, 1, 1), "", f"the spec must be a mapping of sections, got a {kind}")])
     return src
 
 
@@ -169,10 +161,10 @@ def load_yaml(path: str | os.PathLike) -> Source:
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise SpecError([SpecIssue(f"{name}:{line}:{col}", "", f"not UTF-8 text (byte {e.start}: "
+        raise SpecError([SpecIssue(Position(name, line, col), "", f"not UTF-8 text (byte {e.start}: "
                                    f"{raw[e.start:e.start + 1]!r}); is this a YAML spec?")]) from None
     if not text.strip():
-        raise SpecError([SpecIssue(f"{name}:1:1", "", "the spec is empty",
+        raise SpecError([SpecIssue(Position(name, 1, 1), "", "the spec is empty",
                                    ("a spec needs at least modalities, encoders, fuser and head; see docs/spec.md",))])
     return parse_yaml(text, name)
 

@@ -96,17 +96,17 @@ def _check_override(item: str, flag: str) -> tuple[str, str]:
     """``key=value`` -> (key, value); a SweepError naming the flag when malformed."""
     where = f"command line ({flag} {item})"
     if "=" not in item:
-        raise SweepError(f"{where}: error: expected KEY=VALUE, e.g. aligner.name=identity")
+        raise SweepError.at(where, "expected KEY=VALUE, e.g. aligner.name=identity")
     key, value = item.split("=", 1)
     key = key.strip()
     if not key or not all(key.split(".")):
-        raise SweepError(f"{where}: error: empty key segment in {key!r}")
+        raise SweepError.at(where, f"empty key segment in {key!r}")
     if key == "seed":
-        raise SweepError(f"{where}: error: the sweep sets 'seed' itself\n  hint: use --seeds N for seeds 0..N-1")
+        raise SweepError.at(where, "the sweep sets 'seed' itself", ("hint: use --seeds N for seeds 0..N-1",))
     try:
         yaml.safe_load(value)
     except yaml.YAMLError as e:
-        raise SweepError(f"{where}: error: value {value!r} is not valid YAML ({str(e).splitlines()[0]})") from None
+        raise SweepError.at(where, f"value {value!r} is not valid YAML ({str(e).splitlines()[0]})") from None
     return key, value
 
 
@@ -115,7 +115,7 @@ def parse_axis(text: str) -> tuple[str, list[str]]:
     key, value = _check_override(text, "--grid")
     values = [v.strip() for v in split_top_level(value, ",")]
     if any(v == "" for v in values) and len(values) > 1:
-        raise SweepError(f"command line (--grid {text}): error: empty value in the list {value!r}")
+        raise SweepError.at(f"command line (--grid {text})", f"empty value in the list {value!r}")
     for v in values:
         _check_override(f"{key}={v}", "--grid")
     return key, values
@@ -133,7 +133,7 @@ def parse_variant(text: str) -> Variant:
     if sep and "=" not in head:
         name, body = head.strip(), rest
         if not name:
-            raise SweepError(f"command line (--variant {text}): error: empty variant name before ':'")
+            raise SweepError.at(f"command line (--variant {text})", "empty variant name before ':'")
     else:
         name, body = "", text
     overrides = tuple(s.strip() for s in split_top_level(body, ";") if s.strip())
@@ -155,8 +155,8 @@ def build_variants(axes: list[str] | None, variants: list[str] | None,
     keys = [k for k, _ in parsed_axes]
     dup = sorted({k for k in keys if keys.count(k) > 1})
     if dup:
-        raise SweepError(f"command line (--set/--grid): error: {', '.join(dup)} given more than once\n"
-                         f"  hint: list every value in one axis: --grid {dup[0]}=V1,V2")
+        raise SweepError.at("command line (--set/--grid)", f"{', '.join(dup)} given more than once",
+                            (f"hint: list every value in one axis: --grid {dup[0]}=V1,V2",))
     bases = [parse_variant(v) for v in variants or ()] or [None]
     combos = list(itertools.product(*[[(f"{k}={v}", len(vals) > 1) for v in vals] for k, vals in parsed_axes]))
     out: list[Variant] = []
@@ -171,10 +171,10 @@ def build_variants(axes: list[str] | None, variants: list[str] | None,
         for v in out:
             other = seen.setdefault(getattr(v, attr), v)
             if other is not v:
-                raise SweepError(f"command line (--variant): error: two variants have the {label} "
-                                 f"{getattr(v, attr)!r} ({'; '.join(other.overrides) or 'no overrides'} and "
-                                 f"{'; '.join(v.overrides) or 'no overrides'})\n"
-                                 "  hint: name them: --variant NAME:KEY=V")
+                raise SweepError.at("command line (--variant)", f"two variants have the {label} "
+                                    f"{getattr(v, attr)!r} ({'; '.join(other.overrides) or 'no overrides'} and "
+                                    f"{'; '.join(v.overrides) or 'no overrides'})",
+                                    ("hint: name them: --variant NAME:KEY=V",))
     return out
 
 
@@ -202,13 +202,13 @@ def resolve_cells(spec_path: str, base_overrides: list[str], variants: list[Vari
                 bad.setdefault(variant, {}).setdefault(str(e), []).append(seed)
     if bad:
         n_cells = sum(len(s) for errs in bad.values() for s in errs.values())
-        lines = [f"{spec_path}: error: {n_cells} of {len(variants) * len(seeds)} cells have an invalid spec; "
-                 "nothing was trained"]
+        lines = []
         for variant, errors in bad.items():
             for message, failed in errors.items():
                 which = (f"variant {variant.name!r} (all {len(seeds)} seeds)" if len(failed) == len(seeds) > 1 else
                          "cell " + ", ".join(Cell(variant, k).key for k in failed))
-                lines.append(f"  {which}, overrides: {'; '.join(variant.overrides) or 'none'}:")
-                lines += ["    " + line for line in message.splitlines()]
-        raise SweepError("\n".join(lines))
+                lines.append(f"{which}, overrides: {'; '.join(variant.overrides) or 'none'}:")
+                lines += ["  " + line for line in message.splitlines()]
+        raise SweepError.at(spec_path, f"{n_cells} of {len(variants) * len(seeds)} cells have an invalid spec; "
+                            "nothing was trained", lines)
     return resolved

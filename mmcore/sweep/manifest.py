@@ -56,10 +56,10 @@ def read_manifest(out: str) -> dict[str, Any] | None:
         with open(path) as f:
             data = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
-        raise SweepError(f"{path}: error: cannot read the sweep manifest ({e})\n"
-                         "  hint: choose another --out, or delete the directory to start over") from None
+        raise SweepError.at(path, f"cannot read the sweep manifest ({e})",
+                            ("hint: choose another --out, or delete the directory to start over",)) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("variants"), list):
-        raise SweepError(f"{path}: error: not an mmcore sweep manifest (format {FORMAT})\n  hint: choose another --out")
+        raise SweepError.at(path, f"not an mmcore sweep manifest (format {FORMAT})", ("hint: choose another --out",))
     return data
 
 
@@ -103,17 +103,16 @@ def open_manifest(out: str, spec_path: str, records: list[dict[str, Any]], seeds
     old = read_manifest(out)
     if old is None:
         if os.path.isdir(out) and os.listdir(out):
-            raise SweepError(f"{out}: error: the directory is not empty and holds no {MANIFEST}\n"
-                             "  hint: a sweep needs its own directory; choose another --out")
+            raise SweepError.at(out, f"the directory is not empty and holds no {MANIFEST}",
+                                ("hint: a sweep needs its own directory; choose another --out",))
         return {"format": FORMAT, "cli": CLI, "spec": spec_path, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "commands": [command], "seeds": seeds, "missing_rates": rates, "variants": records, "cells": {}}
     diff = grid_differences(old, records)
     if diff:
         first = current_spelling((old.get("commands") or ["(unknown)"])[0], old.get("cli", 1))
-        raise SweepError("\n".join([f"{path}: error: this directory holds a sweep of a different grid",
-                                    *("  " + d for d in diff),
-                                    f"  hint: continue it with its own command: {first}",
-                                    "  hint: or choose another --out for the new grid"]))
+        raise SweepError.at(path, "this directory holds a sweep of a different grid",
+                            [*diff, f"hint: continue it with its own command: {first}",
+                             "hint: or choose another --out for the new grid"])
     old["commands"] = [*old.get("commands", []), command]
     old.update(seeds=seeds, missing_rates=rates, variants=records)
     return old

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from .._lazy import require
 from .grid import SweepError
 from .runner import CellOutcome, CellTask, _write_error
 
@@ -29,12 +30,8 @@ LOCAL_OBJECT_STORE_BYTES = 200 * 1024**2
 
 
 def _import_ray():
-    try:
-        import ray
-    except ImportError as e:
-        raise SweepError(f"command line (--executor ray): error: Ray is not installed ({e})\n"
-                         f"  run: {INSTALL_HINT}") from None
-    return ray
+    return require("ray", lambda e: SweepError.at("command line (--executor ray)", f"Ray is not installed ({e})",
+                                                  (f"run: {INSTALL_HINT}",)))
 
 
 def _cell_in_ray(task: CellTask, threads: int, level: int) -> CellOutcome:
@@ -60,7 +57,7 @@ def run_tasks_ray(tasks: list[CellTask], on_done: Callable[[CellOutcome], None],
     Raises: SweepError when Ray is missing or the cluster cannot fit one cell.
     """
     if cpus_per_cell < 1:
-        raise SweepError(f"command line (--cpus-per-cell {cpus_per_cell}): error: need at least one CPU per cell")
+        raise SweepError.at(f"command line (--cpus-per-cell {cpus_per_cell})", "need at least one CPU per cell")
     ray = _import_ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -90,8 +87,8 @@ def _run(ray, tasks, on_done, cpus_per_cell, gpus_per_cell) -> list[CellOutcome]
         gpus_per_cell = 1.0 if res.get("GPU", 0) >= 1 else 0.0
     for kind, need in (("CPU", cpus_per_cell), ("GPU", gpus_per_cell)):
         if need and res.get(kind, 0) < need:
-            raise SweepError(f"command line (--{kind.lower()}s-per-cell {need:g}): error: the Ray cluster has "
-                             f"{res.get(kind, 0):g} {kind}s, fewer than one cell needs")
+            raise SweepError.at(f"command line (--{kind.lower()}s-per-cell {need:g})",
+                                f"the Ray cluster has {res.get(kind, 0):g} {kind}s, fewer than one cell needs")
     level = logging.getLogger("mmcore").getEffectiveLevel()
     remote = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(_cell_in_ray)
     log.info("running %d cells as Ray tasks (%d CPU%s, %g GPU and %d torch thread%s each)", len(tasks), cpus_per_cell,

@@ -8,7 +8,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
-from ..metrics import METRIC_MODES
+from ..metrics import select_metric_problem
 from .grid import Cell, SweepError, build_variants, looks_like_axis, resolve_cells
 from .manifest import open_manifest, variant_record, write_manifest
 from .runner import CellOutcome, CellTask, cell_state, read_test, run_tasks
@@ -41,21 +41,17 @@ EXECUTORS = ("local", "ray")
 
 def _check_args(seeds: int, jobs: int, metric: str | None, executor: str = "local", address: str | None = None) -> None:
     if executor not in EXECUTORS:
-        raise SweepError(f"command line (--executor {executor}): error: unknown executor; executors: {', '.join(EXECUTORS)}")
+        raise SweepError.at(f"command line (--executor {executor})",
+                            f"unknown executor; executors: {', '.join(EXECUTORS)}")
     if address is not None and executor != "ray":
-        raise SweepError(f"command line (--address {address}): error: --address joins a Ray cluster; "
-                         "add --executor ray")
+        raise SweepError.at(f"command line (--address {address})", "--address joins a Ray cluster; add --executor ray")
     if seeds < 1:
-        raise SweepError(f"command line (--seeds {seeds}): error: need at least one seed")
+        raise SweepError.at(f"command line (--seeds {seeds})", "need at least one seed")
     if jobs < 1:
-        raise SweepError(f"command line (--jobs {jobs}): error: need at least one process")
-    if metric is not None and metric not in METRIC_MODES:
-        import difflib
-
-        close = difflib.get_close_matches(metric, sorted(METRIC_MODES), n=1)
-        raise SweepError(f"command line (--metric {metric}): error: unknown metric {metric!r}\n"
-                         + (f"  did you mean {close[0]!r}?\n" if close else "")
-                         + f"  metrics: {', '.join(sorted(METRIC_MODES))}")
+        raise SweepError.at(f"command line (--jobs {jobs})", "need at least one process")
+    problem = select_metric_problem(metric) if metric is not None else None
+    if problem:
+        raise SweepError.at(f"command line (--metric {metric})", *problem)
 
 
 def run_sweep(spec: str, *, axes: list[str] | None = None, variants: list[str] | None = None, seeds: int = 3,

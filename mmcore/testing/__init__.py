@@ -7,6 +7,8 @@
 * :func:`synthetic_batch` — a tiny padded batch with a missing modality.
 * :func:`check_hook_imports_no_torch`, :func:`check_params_documented` — checks every plugin's
   tests run on its packaging and its README.
+* :class:`mmcore.testing.plugin_contract.PluginContract` — those checks as a base class a plugin's
+  ``tests/test_contract.py`` subclasses; ``plugins_hidden()`` — a registry of the built-ins only.
 * :func:`load_reference`, :func:`assert_close`, :func:`readout` — the authors' numeric fixtures
   (``../shared/reference``) for authors-exact tests; skip with the reason when absent.
 * :mod:`mmcore.testing.distributed` — ``run_distributed(spec, world_size, run_dir)``: run a spec

@@ -8,7 +8,6 @@ modality dims. ``mmcore eval`` / ``plot`` warn when a data file no longer has th
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import platform
@@ -19,17 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..data.fetch import sha256_file
+
 log = logging.getLogger("mmcore.train")
 
 FILE = "provenance.json"
-
-
-def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def data_files(data) -> list[dict[str, Any]]:
@@ -37,7 +30,7 @@ def data_files(data) -> list[dict[str, Any]]:
     out = []
     for p in data.source_files():
         full = Path(p).expanduser().resolve()
-        out.append({"path": str(p), "abspath": str(full), "size": full.stat().st_size, "sha256": sha256(full)})
+        out.append({"path": str(p), "abspath": str(full), "size": full.stat().st_size, "sha256": sha256_file(full)})
     return out
 
 

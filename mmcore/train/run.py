@@ -123,7 +123,7 @@ def train_run(rs: ResolvedSpec, run_dir: str | None = None, *, resume: bool = Fa
 def _train(rs: ResolvedSpec, run_dir: str | None, env: DistEnv, *, resume: bool, progress: bool,
            missing_rates: list[float] | None) -> dict:
     from ..data.load import load_dataset
-    from .trainer import Trainer
+    from .trainer import Trainer, thread_choice
 
     run_dir = broadcast_object(run_dir or default_run_dir(rs), env)
     # a folder this call creates is removed again if the run ends before its first checkpoint
@@ -137,6 +137,7 @@ def _train(rs: ResolvedSpec, run_dir: str | None, env: DistEnv, *, resume: bool,
         data = load_dataset(rs)
         trainer = Trainer.for_training(rs, data, run_dir, env=env, progress=progress)
         if env.is_main:
+            log.info("torch threads: %d (%s; set train.num_threads to choose)", *thread_choice(rs.spec, trainer.model))
             _write_provenance(run_dir, rs, data, trainer.device, resume)
         if resume:
             trainer.resume()
@@ -217,7 +218,7 @@ def load_run(run_dir: str, data_path: str | None = None):
     from ..spec.yaml_source import data_overrides
     from ..data.load import load_dataset
     from ..spec.yaml_source import Source, apply_overrides
-    from .trainer import Trainer, prepare_process
+    from .trainer import Trainer, apply_thread_policy, prepare_process
 
     spec_path = os.path.join(run_dir, "spec.yaml")
     if not os.path.exists(spec_path):
@@ -236,8 +237,9 @@ def load_run(run_dir: str, data_path: str | None = None):
         with open(prov) as f:
             for warning in check_data_unchanged(json.load(f), dataset):
                 log.warning("warning: %s", warning)
-    prepare_process(rs.spec)  # the threads and seeds the run was trained with, before the model is built
+    prepare_process(rs.spec)  # the seeds (and a train.num_threads) the run was trained with, before the model is built
     trainer = Trainer(rs, dataset, run_dir, progress=False)
+    apply_thread_policy(rs.spec, trainer.model)  # the threads the run was trained with
     best = os.path.join(run_dir, "best.pt")
     trainer.model.load_state_dict(load_checkpoint(best if os.path.exists(best) else os.path.join(run_dir, "last.pt"))["model"])
     return trainer

@@ -15,6 +15,7 @@ of the whole batch, an uneven last batch included (a rank whose rows are all pad
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable, ContextManager
 
@@ -53,6 +54,51 @@ class TermMeans:
         keys = list(dict.fromkeys(k for p in parts for k in p[0]))
         return cls({k: sum(p[0].get(k, 0.0) for p in parts) for k in keys},
                    {k: sum(p[1].get(k, 0) for p in parts) for k in keys})
+
+
+class EagerAdamW(torch.optim.AdamW):
+    """:class:`torch.optim.AdamW` that never imports ``torch._dynamo`` (0.9-2.8 s CPU at startup, docs/performance.md).
+
+    torch 2.x wraps ``add_param_group``, ``zero_grad``, ``state_dict``, ``load_state_dict`` (the
+    ``_disable_dynamo`` wrapper) and ``step`` (the ``_use_grad_for_differentiable`` wrapper) in
+    decorators whose first call imports ``torch._dynamo`` only to mark the method as not traceable.
+    In eager mode those wrappers do nothing else (``step``'s sets the grad mode, done here too), so this
+    class calls the wrapped functions themselves: the same update code, the same state dict as
+    ``AdamW`` (checkpoints move between the two). Used when the model is not compiled.
+    """
+
+    # the functions under the wrappers (inspect.unwrap follows functools.wraps' __wrapped__)
+    _add_param_group = staticmethod(inspect.unwrap(torch.optim.Optimizer.add_param_group))
+    _zero_grad = staticmethod(inspect.unwrap(torch.optim.Optimizer.zero_grad))
+    _state_dict = staticmethod(inspect.unwrap(torch.optim.Optimizer.state_dict))
+    _load_state_dict = staticmethod(inspect.unwrap(torch.optim.Optimizer.load_state_dict))
+    _step = staticmethod(inspect.unwrap(torch.optim.AdamW.step))
+
+    def add_param_group(self, param_group: dict) -> None:
+        EagerAdamW._add_param_group(self, param_group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        EagerAdamW._zero_grad(self, set_to_none)
+
+    def state_dict(self) -> dict:
+        return EagerAdamW._state_dict(self)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        EagerAdamW._load_state_dict(self, state_dict)
+
+    def step(self, closure=None):
+        prev = torch.is_grad_enabled()
+        try:
+            torch.set_grad_enabled(self.defaults["differentiable"])
+            return EagerAdamW._step(self, closure)
+        finally:
+            torch.set_grad_enabled(prev)
+
+
+def make_optimizer(params, lr: float, weight_decay: float, compiled: bool) -> torch.optim.Optimizer:
+    """The run's AdamW: :class:`EagerAdamW` in eager mode, torch's own class when the model is compiled."""
+    cls = torch.optim.AdamW if compiled else EagerAdamW
+    return cls(params, lr=lr, weight_decay=weight_decay)
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, lr_scale: float) -> None:

@@ -36,7 +36,7 @@ from .. import capabilities
 from ..builder import build
 from ..data.base import MultimodalData, Split, iterate_batches
 from ..errors import CheckpointError, SpecError, SpecIssue
-from ..metrics import METRIC_MODES, compute_metrics
+from ..metrics import METRIC_MODES, compute_metrics, metric_names, select_metric_problem
 from ..missing import MissingProtocol
 from ..phases import DEFAULT_PHASES, Phase, phase_at
 from ..pipeline import Pipeline
@@ -45,7 +45,7 @@ from .checkpoint import (load_checkpoint, rng_state, save_checkpoint, set_rng_st
                          training_state, write_json)
 from .distributed import DistEnv, broadcast_module, gather_objects, gather_rows, on_main, rank_seed, real_rows
 from .reporting import close_tensorboard, progress_bar, write_metrics
-from .step import BatchStepper, TermMeans
+from .step import BatchStepper, TermMeans, make_optimizer
 
 log = logging.getLogger("mmcore.train")
 
@@ -57,17 +57,62 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# below this many parameters one torch thread measured fastest (2 threads lost at every size up to 30M
+# parameters on a shared 2-core machine: benchmarks/threads_bench.py, docs/performance.md P6)
+SMALL_MODEL_PARAMS = 32_000_000
+
+_budget: list[int] = []  # the process's thread budget, read once (see thread_budget)
+
+
+def choose_threads(explicit: int | None, cores: int, jobs: int, params: int) -> int:
+    """torch threads for a run: ``explicit`` (``train.num_threads``) if set; else 1 for a model of fewer
+    than :data:`SMALL_MODEL_PARAMS` parameters, else the run's share of ``cores`` (``cores // jobs``, at least 1).
+
+    Why not the machine's load: the thread count can change float reductions, so a run's numbers
+    would depend on what else ran at the time; this choice depends on the model and the cores only.
+    """
+    if explicit:
+        return explicit
+    return 1 if params < SMALL_MODEL_PARAMS else max(1, cores // max(1, jobs))
+
+
+def thread_budget() -> int:
+    """The torch threads this process may use: torch's count when the first run started (its default is
+    the cores, or ``OMP_NUM_THREADS``; a sweep worker starts with its share, ``cores // jobs``)."""
+    if not _budget:
+        _budget.append(torch.get_num_threads())
+    return _budget[0]
+
+
 def prepare_process(spec: PipelineSpec) -> None:
     """Set the process-wide state a run of ``spec`` starts from: torch's CPU threads (``train.num_threads``,
     if set) and every random stream seeded with ``spec.seed``.
 
     Why a function of its own: library constructors touch no global state; the entry points
     (:func:`mmcore.train.run.train_run` through :meth:`Trainer.for_training`, and
-    :func:`~mmcore.train.run.load_run`) call this once, before the model is built.
+    :func:`~mmcore.train.run.load_run`) call this once, before the model is built, and
+    :func:`apply_thread_policy` once it is built.
     """
+    thread_budget()  # read before a run of this process changes it
     if spec.train.num_threads:
         torch.set_num_threads(spec.train.num_threads)
     seed_everything(spec.seed)
+
+
+def thread_choice(spec: PipelineSpec, model: nn.Module) -> tuple[int, str]:
+    """The torch threads :func:`choose_threads` gives this built model, and why (the run header's words)."""
+    if spec.train.num_threads:
+        return spec.train.num_threads, "train.num_threads"
+    params, cores = sum(p.numel() for p in model.parameters()), thread_budget()
+    why = f"< {SMALL_MODEL_PARAMS:,}" if params < SMALL_MODEL_PARAMS else f">= {SMALL_MODEL_PARAMS:,}, {cores} available"
+    return choose_threads(None, cores, 1, params), f"thread policy: {params:,} parameters {why}"
+
+
+def apply_thread_policy(spec: PipelineSpec, model: nn.Module) -> int:
+    """Set torch's thread count to :func:`thread_choice`'s for this built model; returns it (entry points only)."""
+    threads = thread_choice(spec, model)[0]
+    torch.set_num_threads(threads)
+    return threads
 
 
 @dataclass
@@ -115,7 +160,7 @@ class Trainer:
                         "batch is %d; set batch_size to a multiple of %d to train with the batch the spec names",
                         t.batch_size, ws, per, per * ws, ws)
         self.phases: tuple[Phase, ...] = self.model.training_phases(t.epochs) or DEFAULT_PHASES
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.optimizer = make_optimizer(self.model.parameters(), t.lr, t.weight_decay, compiled=t.compile)
         self.scheduler = self._make_scheduler()
         mask_with = {m: ms.resolved_mask_with(m) for m, ms in self.spec.modalities.items()}
         self.train_protocol = MissingProtocol(self.spec.missing.train, mask_with)
@@ -128,7 +173,8 @@ class Trainer:
     @classmethod
     def for_training(cls, rs: ResolvedSpec, data: MultimodalData, run_dir: str, *, env: DistEnv | None = None,
                      progress: bool = True) -> Trainer:
-        """A trainer whose run is reproducible: :func:`prepare_process` (threads, seeds), then the model is built.
+        """A trainer whose run is reproducible: :func:`prepare_process` (threads, seeds), then the model is
+        built, then :func:`apply_thread_policy` sets torch's threads for its size.
 
         Every rank builds the same initial weights from ``spec.seed``; ranks other than 0 then reseed
         (:func:`~mmcore.train.distributed.rank_seed`) so each draws its own dropout masks. Sets global
@@ -137,6 +183,7 @@ class Trainer:
         env = env or DistEnv()
         prepare_process(rs.spec)
         trainer = cls(rs, data, run_dir, env=env, progress=progress)
+        apply_thread_policy(rs.spec, trainer.model)
         if env.rank > 0:
             seed_everything(rank_seed(rs.spec.seed, env.rank))
         return trainer
@@ -167,17 +214,12 @@ class Trainer:
                    find_unused_parameters=unused)
 
     def _check_metric(self) -> None:
-        probe = compute_metrics(np.array([0.5, -0.5, 1.0, -1.0]), np.array([0.4, -0.6, 1.0, -1.0]), self.data.info) \
-            if self.data.info.task == "regression" else \
-            compute_metrics(np.eye(max(self.data.info.num_classes, 2))[:2], np.array([0, 1]), self.data.info)
-        names = ["loss", *probe]
-        if self.metric not in names:
-            import difflib
-
-            where = self.rs.source.where(("train", "select_metric")) if self.rs.source else "spec"
-            close = difflib.get_close_matches(self.metric, names, n=1)
-            hints = ((f"did you mean {close[0]!r}?",) if close else ()) + (f"metrics for this dataset: {', '.join(names)}",)
-            raise SpecError([SpecIssue(where, "train.select_metric", f"unknown metric {self.metric!r}", hints)])
+        """The select_metric rule of spec validation, against the metrics this dataset really produces."""
+        info = self.data.info
+        problem = select_metric_problem(self.metric, metric_names(info.metric_set), what=info.metric_set,
+                                        why="the dataset's metric set")
+        if problem:
+            raise SpecError([SpecIssue(self.rs.where(("train", "select_metric")), "train.select_metric", *problem)])
 
     def _autocast(self):
         if self.spec.train.precision == "bf16":

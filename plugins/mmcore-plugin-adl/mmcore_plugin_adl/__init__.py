@@ -11,28 +11,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mmcore import lazy_exports
+from mmcore import lazy_package
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
+_EXPORTS = {  # public name -> submodule, grouped by submodule
     "ADLImputer": "adl",
-    "ADLParams": "params",
-    "AUTHORS_PRESET": "params",
+    **dict.fromkeys(("ADLParams", "AUTHORS_PRESET"), "params"),
     "AlignmentFitter": "fitter",
-    "WindowGeometry": "window",
-    "window_geometry": "window",
-    "to_dense": "window",
-    "to_window": "window",
-    "windowed_cost": "solver",
-    "ot_targets": "solver",
+    **dict.fromkeys(("WindowGeometry", "window_geometry", "to_dense", "to_window"), "window"),
+    **dict.fromkeys(("windowed_cost", "ot_targets"), "solver"),
     "decode": "decode",
-    "fit_loss": "losses",
-    "fit_loss_authors": "losses",
-    "contrastive_loss": "losses",
+    **dict.fromkeys(("fit_loss", "fit_loss_authors", "contrastive_loss"), "losses"),
 }
-
-__all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # what static tools see; at runtime __getattr__ below imports on demand
     from .adl import ADLImputer as ADLImputer
@@ -51,8 +42,4 @@ if TYPE_CHECKING:  # what static tools see; at runtime __getattr__ below imports
     from .window import window_geometry as window_geometry
 
 
-__getattr__ = lazy_exports(__name__, _EXPORTS)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__all__, __getattr__, __dir__ = lazy_package(__name__, _EXPORTS, "__version__")

@@ -59,6 +59,18 @@ def assert_close_f32(actual: torch.Tensor, expected: np.ndarray, what: str) -> N
                           f"{np.abs(a.astype(np.float64) - e).max():.3g}"
 
 
+def check_readout_gradients(g, name: str, out: torch.Tensor, inputs: dict[str, torch.Tensor], **out_tol) -> None:
+    """``out`` equals the fixture's ``name`` (float64; ``out_tol`` widens the tolerance), so does the fixture's
+    readout of it, and after its backward each input's gradient equals the fixture's array of that key
+    (``inputs``: {"grad_x": x, ...})."""
+    assert_close(out, g[name], rtol=F64, what=name, **out_tol)
+    r = readout({name: out}, g)
+    assert_close(r, g["readout"], rtol=F64, what="readout")
+    r.backward()
+    for key, t in inputs.items():
+        assert_close(t.grad, g[key], rtol=F64, atol=1e-13, what=key)
+
+
 COVERED = {"pairwise_distances", "compute_optimal_transport", "otsolver_forward_f32", "sinkhorn_fitter_forward",
            "sinkhorn_fitter_inference", "criterion_fit", "contra_loss"}
 
@@ -124,11 +136,7 @@ def test_sinkhorn_fitter_forward(case):
     x = g.tensor("x", requires_grad=True)  # (L, B, D)
     L = x.shape[0]
     pred = fitter(tf(x), authors.prefix_mask(lengths(g), L))  # (B, L, 2W+1)
-    assert_close(pred, g["align_pred"], rtol=F64, what="align_pred")
-    r = readout({"align_pred": pred}, g)
-    assert_close(r, g["readout"], rtol=F64, what="readout")
-    r.backward()
-    assert_close(x.grad, g["grad_x"], rtol=F64, atol=1e-13, what="grad_x")
+    check_readout_gradients(g, "align_pred", pred, {"grad_x": x})
 
 
 @pytest.mark.parametrize("case", cases("sinkhorn_fitter_inference"))
@@ -137,12 +145,7 @@ def test_sinkhorn_fitter_inference(case):
     A = g.tensor("A_preds", requires_grad=True)
     x = g.tensor("x", requires_grad=True)  # batch-first already (B, L, D)
     h2 = authors.sinkhorn_fitter_inference(A, x, lengths(g))
-    assert_close(h2, g["h2_pred"], rtol=F64, atol=1e-13, what="h2_pred")
-    r = readout({"h2_pred": h2}, g)
-    assert_close(r, g["readout"], rtol=F64, what="readout")
-    r.backward()
-    assert_close(A.grad, g["grad_A_preds"], rtol=F64, atol=1e-13, what="grad_A_preds")
-    assert_close(x.grad, g["grad_x"], rtol=F64, atol=1e-13, what="grad_x")
+    check_readout_gradients(g, "h2_pred", h2, {"grad_A_preds": A, "grad_x": x}, atol=1e-13)
 
 
 @pytest.mark.parametrize("case", cases("criterion_fit"))
@@ -150,11 +153,7 @@ def test_criterion_fit(case):
     g = ref().group("criterion_fit", case)
     preds = g.tensor("preds", requires_grad=True)
     loss = authors.criterion_fit(preds, g.tensor("truths"), lengths(g))
-    assert_close(loss, g["loss"], rtol=F64, what="loss")
-    r = readout({"loss": loss}, g)
-    assert_close(r, g["readout"], rtol=F64, what="readout")
-    r.backward()
-    assert_close(preds.grad, g["grad_preds"], rtol=F64, atol=1e-13, what="grad_preds")
+    check_readout_gradients(g, "loss", loss, {"grad_preds": preds})
 
 
 @pytest.mark.parametrize("case", cases("contra_loss"))
@@ -162,12 +161,7 @@ def test_contra_loss(case):
     g = ref().group("contra_loss", case)
     x1, x2 = g.tensor("x1", requires_grad=True), g.tensor("x2", requires_grad=True)
     loss = authors.contra_loss(x1, x2)
-    assert_close(loss, g["loss"], rtol=F64, what="loss")
-    r = readout({"loss": loss}, g)
-    assert_close(r, g["readout"], rtol=F64, what="readout")
-    r.backward()
-    assert_close(x1.grad, g["grad_x1"], rtol=F64, atol=1e-13, what="grad_x1")
-    assert_close(x2.grad, g["grad_x2"], rtol=F64, atol=1e-13, what="grad_x2")
+    check_readout_gradients(g, "loss", loss, {"grad_x1": x1, "grad_x2": x2})
     # the imputer's adl_con in authors mode (dot, tau = 1, sum) is -contra_loss, with the negated gradients
     y1, y2 = g.tensor("x1", requires_grad=True), g.tensor("x2", requires_grad=True)
     con = contrastive_loss(y1, y2, 1.0, score="dot", reduction="sum")

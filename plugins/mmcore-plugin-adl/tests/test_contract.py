@@ -5,31 +5,19 @@ import os
 import pytest
 
 from mmcore.registry import get_registry
-from mmcore.testing import check_component, check_hook_imports_no_torch, check_params_documented, contract_cases
-
-PROVIDER = "mmcore-plugin-adl"
+from mmcore.testing.plugin_contract import PluginContract
 
 
-def test_plugin_registers_the_adl_imputer_only():
-    assert contract_cases(provider=PROVIDER) == [("imputer", "adl")]
+class TestPluginContract(PluginContract):
+    provider = "mmcore-plugin-adl"
+    hook = "mmcore_plugin_adl.plugin"
+    readme = os.path.join(os.path.dirname(__file__), "..", "README.md")
+    expected = {("imputer", "adl")}
 
 
 def test_aux_losses_are_declared_with_the_paper_weights():
     # L_fit has its own step (weight 1); lambda = 0.1 for L_con (Table 7 grid {0.05, 0.1})
     assert get_registry().get("imputer", "adl").aux_losses == {"adl_fit": 1.0, "adl_con": 0.1}
-
-
-def test_importing_the_hook_does_not_import_torch():
-    check_hook_imports_no_torch("mmcore_plugin_adl.plugin")
-
-
-@pytest.mark.parametrize("kind,name", contract_cases(provider=PROVIDER))
-def test_contract(kind, name):
-    check_component(kind, name)
-
-
-def test_readme_documents_every_param():
-    check_params_documented("imputer", "adl", os.path.join(os.path.dirname(__file__), "..", "README.md"))
 
 
 def test_present_equal_to_victim_is_rejected():

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from mmcore.functional import lengths, masked_mean, zero_invalid
-from mmcore.protocols import BuildContext
+from mmcore.protocols import BuildContext, FuserOutput
 
 
 class SubNet(nn.Module):
@@ -95,6 +95,38 @@ def subnets(params, ctx: BuildContext, out_of_lstm) -> tuple[nn.ModuleDict, dict
             widths[m] = hidden
             nets[m] = SubNet(ctx.d_model, hidden, p)
     return nets, widths
+
+
+class PostFusionFuser(nn.Module):
+    r"""TFN and LF-DNN: a sub-network per modality, a fusion $z$ of their outputs, then MMSA's two post-fusion
+    ReLU layers $r = \mathrm{ReLU}(W_2\,\mathrm{ReLU}(W_1\,\mathrm{drop}(z)))$ (the head ``mmsa_output`` is $W_3$).
+
+    A subclass defines the fusion: ``fused_width(widths)`` and ``fuse(h)``. The layers keep MMSA's names
+    (``post_fusion_layer_1/2``), which the state-dict mappings in ``mmsa_mapping.py`` rely on.
+    Shapes: seqs[m] (B, T_m, d), valid[m] (B, T_m) -> rep (B, post_fusion_dim).
+    """
+
+    def __init__(self, params, ctx: BuildContext):
+        super().__init__()
+        self.names = list(ctx.names)
+        self.subnets, widths = subnets(params, ctx, lambda hidden: params.lstm_out)
+        self.post_fusion_dropout = nn.Dropout(params.post_fusion_dropout)
+        self.post_fusion_layer_1 = nn.Linear(self.fused_width(widths), params.post_fusion_dim)
+        self.post_fusion_layer_2 = nn.Linear(params.post_fusion_dim, params.post_fusion_dim)
+        self.out_dim = params.post_fusion_dim
+
+    def fused_width(self, widths: dict[str, int]) -> int:
+        """Width of the fusion of sub-network outputs of ``widths[m]`` features each."""
+        raise NotImplementedError
+
+    def fuse(self, h: list[Tensor]) -> Tensor:
+        """The sub-network outputs, (B, k_m) each in ``names`` order -> z (B, fused_width)."""
+        raise NotImplementedError
+
+    def forward(self, seqs: dict[str, Tensor], valid: dict[str, Tensor]) -> FuserOutput:
+        z = self.fuse([self.subnets[m](seqs[m], valid[m]) for m in self.names])
+        r = F.relu(self.post_fusion_layer_1(self.post_fusion_dropout(z)))
+        return FuserOutput(F.relu(self.post_fusion_layer_2(r)), {})  # (B, post_fusion_dim)
 
 
 def to_common_length(seqs: dict[str, Tensor], valid: dict[str, Tensor], names: list[str],

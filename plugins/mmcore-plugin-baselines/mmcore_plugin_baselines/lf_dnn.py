@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from mmcore.protocols import BuildContext, FuserOutput
-
-from ._subnets import subnets
-from .params import LFDNNParams
+from ._subnets import PostFusionFuser
 
 
-class LFDNNFuser(nn.Module):
+class LFDNNFuser(PostFusionFuser):
     r"""Late fusion: concatenate the modalities' sub-network outputs, then two ReLU layers.
 
     $$r = \mathrm{ReLU}(W_2\,\mathrm{ReLU}(W_1\,\mathrm{drop}([h_1; h_2; \dots; h_M])))$$
@@ -29,16 +25,8 @@ class LFDNNFuser(nn.Module):
     Shapes: seqs[m] (B, T_m, d), valid[m] (B, T_m) -> rep (B, post_fusion_dim).
     """
 
-    def __init__(self, params: LFDNNParams, ctx: BuildContext):
-        super().__init__()
-        self.names = list(ctx.names)
-        self.subnets, widths = subnets(params, ctx, lambda hidden: params.lstm_out)
-        self.post_fusion_dropout = nn.Dropout(params.post_fusion_dropout)
-        self.post_fusion_layer_1 = nn.Linear(sum(widths.values()), params.post_fusion_dim)
-        self.post_fusion_layer_2 = nn.Linear(params.post_fusion_dim, params.post_fusion_dim)
-        self.out_dim = params.post_fusion_dim
+    def fused_width(self, widths: dict[str, int]) -> int:
+        return sum(widths.values())
 
-    def forward(self, seqs: dict[str, Tensor], valid: dict[str, Tensor]) -> FuserOutput:
-        h = torch.cat([self.subnets[m](seqs[m], valid[m]) for m in self.names], dim=-1)  # (B, Σ k_m)
-        r = F.relu(self.post_fusion_layer_1(self.post_fusion_dropout(h)))
-        return FuserOutput(F.relu(self.post_fusion_layer_2(r)), {})  # (B, post_fusion_dim)
+    def fuse(self, h: list[Tensor]) -> Tensor:
+        return torch.cat(h, dim=-1)  # (B, Σ k_m)

@@ -135,12 +135,9 @@ def from_mmsa(model: str, state: dict[str, Tensor], names: list[str], widths: di
         return fuser, {"linear.weight": s["out_fc2.weight"], "linear.bias": s["out_fc2.bias"]}
     if model == "mfm":
         return _mfm(s, names, widths)
-    if model == "misa":
-        return _misa(s, names)
-    if model == "mmsa_mult":
-        return _mult(s, names)
-    if model == "self_mm":
-        return _self_mm(s, names)
+    by_names = {"misa": _misa, "mmsa_mult": _mult, "self_mm": _self_mm}  # the mappings that need only the names
+    if model in by_names:
+        return by_names[model](s, names)
     raise ValueError(f"no MMSA mapping for {model!r}; have tfn, lmf, lf_dnn, ef_lstm, mfn, mfm, misa, mmsa_mult, "
                      "self_mm")
 

@@ -88,21 +88,40 @@ class EFLSTMParams(ComponentParams):
                                            "give the same value to the head's dropout, as MMSA applies it again.")
 
 
-class MFNParams(ComponentParams):
+def _mfn_fields(hidden_dims: tuple[int, int, int], memsize: int, nn1: tuple[int, float], nn2: tuple[int, float],
+                gamma1: tuple[int, float], gamma2: tuple[int, float]) -> type[ComponentParams]:
+    """The fields of an MFN (its LSTHMs and multi-view gated memory) with one MMSA config's defaults.
+
+    Why a factory: MFN and MFM (whose encoder is an MFN) share these fields with different defaults. The
+    arguments are MMSA's config entries: hidden_dims (text, audio, vision), memsize, and each network's
+    ``Config`` as (shapes, drop).
+    """
+
+    class MFNFields(ComponentParams):
+        hidden_dims: dict[str, Width] = Field(
+            default_factory=lambda: _dims(*hidden_dims),
+            description="LSTHM hidden size per modality (MMSA hidden_dims, text/audio/vision).")
+        mem_dim: Width = Field(memsize, description="Multi-view gated memory size (MMSA memsize).")
+        att1_hidden: Width = Field(nn1[0], description="Hidden size of the Delta-memory attention network D_a "
+                                                       "(NN1Config.shapes).")
+        att1_dropout: Prob = Field(nn1[1], description="Dropout in D_a (NN1Config.drop).")
+        att2_hidden: Width = Field(nn2[0], description="Hidden size of the memory-update network D_u "
+                                                       "(NN2Config.shapes).")
+        att2_dropout: Prob = Field(nn2[1], description="Dropout in D_u (NN2Config.drop).")
+        gamma1_hidden: Width = Field(gamma1[0], description="Hidden size of the retain gate D_γ1 "
+                                                            "(gamma1Config.shapes).")
+        gamma1_dropout: Prob = Field(gamma1[1], description="Dropout in D_γ1 (gamma1Config.drop).")
+        gamma2_hidden: Width = Field(gamma2[0], description="Hidden size of the update gate D_γ2 "
+                                                            "(gamma2Config.shapes).")
+        gamma2_dropout: Prob = Field(gamma2[1], description="Dropout in D_γ2 (gamma2Config.drop).")
+
+    return MFNFields
+
+
+class MFNParams(_mfn_fields(hidden_dims=(256, 32, 256), memsize=400, nn1=(32, 0.2), nn2=(64, 0.0), gamma1=(256, 0.7),
+                            gamma2=(32, 0.5))):
     """Memory Fusion Network (Zadeh et al., AAAI 2018); MMSA's MFN defaults for MOSI."""
 
-    hidden_dims: dict[str, Width] = Field(
-        default_factory=lambda: _dims(256, 32, 256),
-        description="LSTHM hidden size per modality (MMSA hidden_dims, text/audio/vision).")
-    mem_dim: Width = Field(400, description="Multi-view gated memory size (MMSA memsize).")
-    att1_hidden: Width = Field(32, description="Hidden size of the Delta-memory attention network D_a (NN1Config.shapes).")
-    att1_dropout: Prob = Field(0.2, description="Dropout in D_a (NN1Config.drop).")
-    att2_hidden: Width = Field(64, description="Hidden size of the memory-update network D_u (NN2Config.shapes).")
-    att2_dropout: Prob = Field(0.0, description="Dropout in D_u (NN2Config.drop).")
-    gamma1_hidden: Width = Field(256, description="Hidden size of the retain gate D_γ1 (gamma1Config.shapes).")
-    gamma1_dropout: Prob = Field(0.7, description="Dropout in D_γ1 (gamma1Config.drop).")
-    gamma2_hidden: Width = Field(32, description="Hidden size of the update gate D_γ2 (gamma2Config.shapes).")
-    gamma2_dropout: Prob = Field(0.5, description="Dropout in D_γ2 (gamma2Config.drop).")
     out_hidden: Width = Field(128, description="Width of the output ReLU layer (outConfig.shapes); the head's "
                                                "dropout is outConfig.drop (0.0).")
 
@@ -154,21 +173,11 @@ class MmsaMultParams(ComponentParams):
                                                 "(MMSA attn_mask, true).")
 
 
-class MFMParams(ComponentParams):
-    """Multimodal Factorization Model (Tsai et al., ICLR 2019) as MMSA's ``MFM``; MMSA's defaults for MOSI."""
+class MFMParams(_mfn_fields(hidden_dims=(128, 32, 128), memsize=64, nn1=(32, 0.7), nn2=(64, 0.0), gamma1=(32, 0.0),
+                            gamma2=(64, 0.5))):
+    """Multimodal Factorization Model (Tsai et al., ICLR 2019) as MMSA's ``MFM``; MMSA's defaults for MOSI.
+    The MFN fields (hidden_dims to gamma2_dropout) are those of its MFN encoder."""
 
-    hidden_dims: dict[str, Width] = Field(
-        default_factory=lambda: _dims(128, 32, 128),
-        description="LSTHM hidden size per modality of the MFN encoder (MMSA hidden_dims, text/audio/vision).")
-    mem_dim: Width = Field(64, description="MFN memory size (MMSA memsize).")
-    att1_hidden: Width = Field(32, description="MFN D_a hidden size (NN1Config.shapes).")
-    att1_dropout: Prob = Field(0.7, description="MFN D_a dropout (NN1Config.drop).")
-    att2_hidden: Width = Field(64, description="MFN D_u hidden size (NN2Config.shapes).")
-    att2_dropout: Prob = Field(0.0, description="MFN D_u dropout (NN2Config.drop).")
-    gamma1_hidden: Width = Field(32, description="MFN D_γ1 hidden size (gamma1Config.shapes).")
-    gamma1_dropout: Prob = Field(0.0, description="MFN D_γ1 dropout (gamma1Config.drop).")
-    gamma2_hidden: Width = Field(64, description="MFN D_γ2 hidden size (gamma2Config.shapes).")
-    gamma2_dropout: Prob = Field(0.5, description="MFN D_γ2 dropout (gamma2Config.drop).")
     zy_size: Width = Field(80, description="Size of the multimodal discriminative factor z_y (MMSA zy_size).")
     fy_size: Width = Field(64, description="Size of its decoded feature F_y (MMSA fy_size).")
     fy_dropout: Prob = Field(0.5, description="Dropout in z_y -> F_y (MMSA zy_to_fy_dropout).")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from mmcore.protocols import BuildContext, FuserOutput
-
-from ._subnets import subnets
-from .params import TFNParams
+from ._subnets import PostFusionFuser
 
 
-class TFNFuser(nn.Module):
+class TFNFuser(PostFusionFuser):
     r"""Tensor fusion: the outer product of every modality's embedding, each extended by a constant 1.
 
     $$z = \begin{bmatrix}h_1\\1\end{bmatrix} \otimes \begin{bmatrix}h_2\\1\end{bmatrix} \otimes \cdots
@@ -34,25 +32,13 @@ class TFNFuser(nn.Module):
     Shapes: seqs[m] (B, T_m, d), valid[m] (B, T_m) -> rep (B, post_fusion_dim).
     """
 
-    def __init__(self, params: TFNParams, ctx: BuildContext):
-        super().__init__()
-        self.names = list(ctx.names)
-        self.subnets, widths = subnets(params, ctx, lambda hidden: params.lstm_out)
-        fused = 1
-        for m in self.names:
-            fused *= widths[m] + 1
-        self.post_fusion_dropout = nn.Dropout(params.post_fusion_dropout)
-        self.post_fusion_layer_1 = nn.Linear(fused, params.post_fusion_dim)
-        self.post_fusion_layer_2 = nn.Linear(params.post_fusion_dim, params.post_fusion_dim)
-        self.out_dim = params.post_fusion_dim
+    def fused_width(self, widths: dict[str, int]) -> int:
+        return math.prod(k + 1 for k in widths.values())  # Π (k_m + 1)
 
-    def forward(self, seqs: dict[str, Tensor], valid: dict[str, Tensor]) -> FuserOutput:
-        B = next(iter(seqs.values())).shape[0]
+    def fuse(self, h: list[Tensor]) -> Tensor:
+        B = h[0].shape[0]
         z = None
-        for m in self.names:
-            h = self.subnets[m](seqs[m], valid[m])  # (B, k_m)
-            h1 = torch.cat((torch.ones(B, 1, dtype=h.dtype, device=h.device), h), dim=1)  # (B, k_m + 1)
+        for hm in h:  # (B, k_m)
+            h1 = torch.cat((torch.ones(B, 1, dtype=hm.dtype, device=hm.device), hm), dim=1)  # (B, k_m + 1)
             z = h1 if z is None else (z.unsqueeze(2) * h1.unsqueeze(1)).reshape(B, -1)  # (B, Π (k+1))
-        r = F.relu(self.post_fusion_layer_1(self.post_fusion_dropout(z)))
-        r = F.relu(self.post_fusion_layer_2(r))  # (B, post_fusion_dim)
-        return FuserOutput(r, {})
+        return z

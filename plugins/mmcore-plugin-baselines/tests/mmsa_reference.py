@@ -84,6 +84,16 @@ def bert_output(features) -> None:
     _BertStub.features = features
 
 
+def _package(name: str, path: str) -> None:
+    """Register an empty package ``name`` whose submodules are found in ``path`` (its ``__init__`` never runs)."""
+    if name not in sys.modules:
+        pkg = types.ModuleType(name)
+        pkg.__path__ = [path]
+        pkg.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        pkg.__spec__.submodule_search_locations = pkg.__path__
+        sys.modules[name] = pkg
+
+
 def load(model: str, task: str = "singleTask"):
     """The MMSA class ``model`` (e.g. "TFN") from ``MMSA/models/<task>/<model>.py`` (task: singleTask, multiTask)."""
     root = mmsa_root()
@@ -91,12 +101,7 @@ def load(model: str, task: str = "singleTask"):
         raise ImportError(f"MMSA is not installed; {INSTALL}")
     for name, rel in (("MMSA", ""), ("MMSA.models", "models"), ("MMSA.models.subNets", "models/subNets"),
                       (f"MMSA.models.{task}", f"models/{task}")):
-        if name not in sys.modules:
-            pkg = types.ModuleType(name)
-            pkg.__path__ = [os.path.join(root, rel)]
-            pkg.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
-            pkg.__spec__.submodule_search_locations = pkg.__path__
-            sys.modules[name] = pkg
+        _package(name, os.path.join(root, rel))
     sub = sys.modules["MMSA.models.subNets"]
     if not hasattr(sub, "SubNet"):
         feature_nets = importlib.import_module("MMSA.models.subNets.FeatureNets")
@@ -113,14 +118,48 @@ def load_trainer(model: str, task: str = "singleTask"):
         raise ImportError(f"MMSA is not installed; {INSTALL}")
     load("TFN")  # sets up the MMSA package objects
     for name, rel in (("MMSA.trains", "trains"), (f"MMSA.trains.{task}", f"trains/{task}")):
-        if name not in sys.modules:
-            pkg = types.ModuleType(name)
-            pkg.__path__ = [os.path.join(root, rel)]
-            pkg.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
-            pkg.__spec__.submodule_search_locations = pkg.__path__
-            sys.modules[name] = pkg
+        _package(name, os.path.join(root, rel))
     if "MMSA.utils" not in sys.modules:
         utils = types.ModuleType("MMSA.utils")
         utils.MetricsTop = utils.dict_to_str = None
         sys.modules["MMSA.utils"] = utils
     return importlib.import_module(f"MMSA.trains.{task}.{model}")
+
+
+def with_mmsa_weights(name: str, ref, fuser, ctx, head_params, train: bool, *mapping, **mapping_kw):
+    """The ``mmsa_output`` head on ``fuser``; fuser and head loaded (strict) with ``ref``'s weights through
+    ``from_mmsa(name, ref.state_dict(), ctx.names, *mapping, **mapping_kw)``; ``ref``, fuser and head put in
+    train(train) mode. Returns the head."""
+    from mmcore.protocols import BuildContext
+    from mmcore_plugin_baselines import MmsaOutputHead
+    from mmcore_plugin_baselines.mmsa_mapping import from_mmsa
+
+    head = MmsaOutputHead(head_params, BuildContext(modalities=ctx.modalities, d_model=ctx.d_model,
+                                                    in_dim=fuser.out_dim))
+    fs, hs = from_mmsa(name, ref.state_dict(), ctx.names, *mapping, **mapping_kw)
+    fuser.load_state_dict(fs, strict=True)
+    head.load_state_dict(hs, strict=True)
+    for mod in (ref, fuser, head):
+        mod.train(train)
+    return head
+
+
+def assert_grads_equal_mmsa(name: str, ref, fuser, head, names, *mapping, atol: float, rtol: float, inputs=None,
+                            **mapping_kw) -> None:
+    """After a backward pass on both sides: every parameter gradient of ``fuser`` and ``head`` equals MMSA's,
+    mapped through ``from_mmsa(name, grads, names, *mapping, **mapping_kw)`` (an MMSA parameter without a
+    gradient counts as zeros); with ``inputs=(ours, theirs)``, the input gradients too."""
+    import torch
+
+    from mmcore_plugin_baselines.mmsa_mapping import from_mmsa
+
+    grads = {k: p.grad if p.grad is not None else torch.zeros_like(p) for k, p in ref.named_parameters()
+             if p.requires_grad}
+    f_grad, h_grad = from_mmsa(name, grads, names, *mapping, **mapping_kw)
+    for mod, expected in ((fuser, f_grad), (head, h_grad)):
+        for k, p in mod.named_parameters():
+            torch.testing.assert_close(p.grad, expected[k], atol=atol, rtol=rtol, msg=lambda m: f"{name} {k}: {m}")
+    if inputs is not None:
+        ours, theirs = inputs
+        for m in ours:
+            torch.testing.assert_close(ours[m].grad, theirs[m].grad, atol=atol, rtol=rtol)

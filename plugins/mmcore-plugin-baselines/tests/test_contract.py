@@ -6,36 +6,22 @@ import os
 
 import pytest
 
-from mmcore.testing import check_component, check_hook_imports_no_torch, check_params_documented, contract_cases
-
-PROVIDER = "mmcore-plugin-baselines"
-EXPECTED = {("fuser", "tfn"), ("fuser", "lmf"), ("fuser", "lf_dnn"), ("fuser", "ef_lstm"),
-            ("fuser", "mfn"), ("fuser", "mfm"), ("fuser", "misa"), ("fuser", "mmsa_mult"),
-            ("fuser", "self_mm"), ("head", "mmsa_output")}
-README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+from mmcore.testing import check_component
+from mmcore.testing.plugin_contract import PluginContract
 
 
-def test_plugin_registers_exactly_its_components():
-    assert set(contract_cases(provider=PROVIDER)) == EXPECTED
-
-
-def test_importing_the_hook_does_not_import_torch():
-    check_hook_imports_no_torch("mmcore_plugin_baselines.plugin")
-
-
-@pytest.mark.parametrize("kind,name", sorted(EXPECTED))
-def test_contract(kind, name):
-    check_component(kind, name)
+class TestPluginContract(PluginContract):
+    provider = "mmcore-plugin-baselines"
+    hook = "mmcore_plugin_baselines.plugin"
+    readme = os.path.join(os.path.dirname(__file__), "..", "README.md")
+    expected = {("fuser", "tfn"), ("fuser", "lmf"), ("fuser", "lf_dnn"), ("fuser", "ef_lstm"),
+                ("fuser", "mfn"), ("fuser", "mfm"), ("fuser", "misa"), ("fuser", "mmsa_mult"),
+                ("fuser", "self_mm"), ("head", "mmsa_output")}
 
 
 @pytest.mark.parametrize("params", [{"output_range": [-3.0, 3.0]}, {"dropout": 0.5, "loss": "mse"}])
 def test_contract_head_variants(params):
     check_component("head", "mmsa_output", params=params)
-
-
-@pytest.mark.parametrize("kind,name", sorted(EXPECTED))
-def test_readme_section_documents_every_param(kind, name):
-    check_params_documented(kind, name, README)
 
 
 RECIPES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "baselines", "*.yaml")))

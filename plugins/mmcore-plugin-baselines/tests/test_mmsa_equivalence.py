@@ -15,8 +15,8 @@ import torch.nn.functional as F
 import mmsa_reference
 from mmsa_reference import Args
 from mmcore.protocols import BuildContext, ModalityInfo
-from mmcore_plugin_baselines import EFLSTMFuser, LFDNNFuser, LMFFuser, MFNFuser, MmsaOutputHead, TFNFuser
-from mmcore_plugin_baselines.mmsa_mapping import MMSA_NAME, from_mmsa
+from mmcore_plugin_baselines import EFLSTMFuser, LFDNNFuser, LMFFuser, MFNFuser, TFNFuser
+from mmcore_plugin_baselines.mmsa_mapping import MMSA_NAME
 from mmcore_plugin_baselines.params import (EFLSTMParams, LFDNNParams, LMFParams, MFNParams, MmsaOutputParams,
                                             TFNParams)
 
@@ -108,12 +108,7 @@ def _pair(name, names, train, seed=0):
     mmsa_reference.randomise(ref, seed)
     ctx = _ctx(names)
     fuser = fuser_cls(params, ctx)
-    head = MmsaOutputHead(head_params, BuildContext(modalities=ctx.modalities, d_model=D, in_dim=fuser.out_dim))
-    fs, hs = from_mmsa(name, ref.state_dict(), names, _widths(name, params, names), d=D)
-    fuser.load_state_dict(fs, strict=True)
-    head.load_state_dict(hs, strict=True)
-    for mod in (ref, fuser, head):
-        mod.train(train)
+    head = mmsa_reference.with_mmsa_weights(name, ref, fuser, ctx, head_params, train, _widths(name, params, names), d=D)
     return ref, fuser, head, pooled
 
 
@@ -138,14 +133,8 @@ def test_outputs_loss_and_gradients_equal_mmsa(name, train):
     torch.testing.assert_close(loss_ours, loss_ref, atol=ATOL, rtol=RTOL)
     loss_ref.backward()
     loss_ours.backward()
-    grads_ref = {k: p.grad if p.grad is not None else torch.zeros_like(p) for k, p in ref.named_parameters()
-                 if p.requires_grad}
-    f_grad, h_grad = from_mmsa(name, grads_ref, names, _widths(name, CASES[name][3], names), d=D)
-    for mod, expected in ((fuser, f_grad), (head, h_grad)):
-        for k, p in mod.named_parameters():
-            torch.testing.assert_close(p.grad, expected[k], atol=ATOL, rtol=RTOL, msg=lambda m: f"{name} {k}: {m}")
-    for m in names:  # input gradients too
-        torch.testing.assert_close(x2[m].grad, x[m].grad, atol=ATOL, rtol=RTOL)
+    mmsa_reference.assert_grads_equal_mmsa(name, ref, fuser, head, names, _widths(name, CASES[name][3], names), d=D,
+                                           atol=ATOL, rtol=RTOL, inputs=(x2, x))  # input gradients too
 
 
 @pytest.mark.parametrize("name", ["tfn", "lf_dnn", "ef_lstm", "mfn"])

@@ -15,9 +15,8 @@ import torch.nn.functional as F
 import mmsa_reference
 from mmsa_reference import Args
 from mmcore.protocols import BuildContext, ModalityInfo
-from mmcore_plugin_baselines import MFMFuser, MmsaOutputHead
+from mmcore_plugin_baselines import MFMFuser
 from mmcore_plugin_baselines.mfm import prior_mmd
-from mmcore_plugin_baselines.mmsa_mapping import from_mmsa
 from mmcore_plugin_baselines.params import MFMParams, MmsaOutputParams
 
 pytestmark = pytest.mark.skipif(mmsa_reference.mmsa_root() is None,
@@ -63,12 +62,7 @@ def _pair(names, train, detach=True, seed=0):
     ctx = BuildContext(modalities={m: ModalityInfo(m, D, T) for m in names}, d_model=D)
     params = _params(train, detach)
     fuser = MFMFuser(params, ctx)
-    head = MmsaOutputHead(MmsaOutputParams(), BuildContext(modalities=ctx.modalities, d_model=D, in_dim=fuser.out_dim))
-    fs, hs = from_mmsa("mfm", ref.state_dict(), names, dict(params.hidden_dims))
-    fuser.load_state_dict(fs, strict=True)
-    head.load_state_dict(hs, strict=True)
-    for mod in (ref, fuser, head):
-        mod.train(train)
+    head = mmsa_reference.with_mmsa_weights("mfm", ref, fuser, ctx, MmsaOutputParams(), train, dict(params.hidden_dims))
     return ref, fuser, head
 
 
@@ -104,14 +98,9 @@ def test_outputs_losses_and_gradients_equal_mmsa(train, detach):
         torch.testing.assert_close(a, b, atol=ATOL, rtol=RTOL, msg=lambda m: f"{what}: {m}")
     (theirs[1] + theirs[2] + LDA_MMD * theirs[3]).backward()
     (ours[1] + ours[2] + LDA_MMD * ours[3]).backward()
-    grads = {k: p.grad if p.grad is not None else torch.zeros_like(p) for k, p in ref.named_parameters()}
-    f_grad, h_grad = from_mmsa("mfm", grads, TAV, dict(MFMParams().hidden_dims))
-    for mod, expected in ((fuser, f_grad), (head, h_grad)):
-        for k, p in mod.named_parameters():
-            torch.testing.assert_close(p.grad, expected[k], atol=ATOL, rtol=RTOL, msg=lambda m: f"{k}: {m}")
-    if not detach:  # MMSA's targets are its inputs: with attached targets the input gradients agree too
-        for m in TAV:
-            torch.testing.assert_close(x2[m].grad, x[m].grad, atol=ATOL, rtol=RTOL)
+    # MMSA's targets are its inputs: with attached targets the input gradients agree too
+    mmsa_reference.assert_grads_equal_mmsa("mfm", ref, fuser, head, TAV, dict(MFMParams().hidden_dims), atol=ATOL,
+                                           rtol=RTOL, inputs=None if detach else (x2, x))
 
 
 def test_another_modality_order_gives_the_same_prediction():

@@ -23,9 +23,8 @@ from torch import nn
 import mmsa_reference
 from mmsa_reference import Args
 from mmcore.protocols import BuildContext, ModalityInfo
-from mmcore_plugin_baselines import MISAFuser, MmsaOutputHead
+from mmcore_plugin_baselines import MISAFuser
 from mmcore_plugin_baselines.misa_losses import cmd, difference_loss, reconstruction_loss
-from mmcore_plugin_baselines.mmsa_mapping import from_mmsa
 from mmcore_plugin_baselines.params import MISAParams, MmsaOutputParams
 
 pytestmark = pytest.mark.skipif(mmsa_reference.mmsa_root() is None,
@@ -91,13 +90,7 @@ def _pair(names, train, seed=0):
     params = MISAParams(hidden_size=H, dropout=0.0 if train else 0.2, transformer_dropout=0.0 if train else 0.1)
     ctx = BuildContext(modalities={m: ModalityInfo(m, D, T) for m in names}, d_model=D)
     fuser = MISAFuser(params, ctx)
-    head = MmsaOutputHead(MmsaOutputParams(loss="mse"),
-                          BuildContext(modalities=ctx.modalities, d_model=D, in_dim=fuser.out_dim))
-    fs, hs = from_mmsa("misa", ref.state_dict(), names)
-    fuser.load_state_dict(fs, strict=True)
-    head.load_state_dict(hs, strict=True)
-    for mod in (ref, fuser, head):
-        mod.train(train)
+    head = mmsa_reference.with_mmsa_weights("misa", ref, fuser, ctx, MmsaOutputParams(loss="mse"), train)
     return ref, fuser, head
 
 
@@ -142,13 +135,7 @@ def test_model_after_the_text_encoder_equals_mmsa(train):
         torch.testing.assert_close(ours[k], theirs[k], atol=ATOL, rtol=RTOL, msg=lambda m: f"{k}: {m}")
     (theirs["task"] + sum(WEIGHTS[k] * theirs[k] for k in WEIGHTS)).backward()
     (ours["task"] + sum(WEIGHTS[k] * ours[k] for k in WEIGHTS)).backward()
-    grads = {k: p.grad if p.grad is not None else torch.zeros_like(p) for k, p in ref.named_parameters()}
-    f_grad, h_grad = from_mmsa("misa", grads, TAV)
-    for mod, expected in ((fuser, f_grad), (head, h_grad)):
-        for k, p in mod.named_parameters():
-            torch.testing.assert_close(p.grad, expected[k], atol=ATOL, rtol=RTOL, msg=lambda m: f"{k}: {m}")
-    for m in TAV:
-        torch.testing.assert_close(x2[m].grad, x[m].grad, atol=ATOL, rtol=RTOL)
+    mmsa_reference.assert_grads_equal_mmsa("misa", ref, fuser, head, TAV, atol=ATOL, rtol=RTOL, inputs=(x2, x))
 
 
 def test_another_modality_order_gives_the_same_model():

@@ -14,8 +14,7 @@ import torch.nn.functional as F
 import mmsa_reference
 from mmsa_reference import Args
 from mmcore.protocols import BuildContext, ModalityInfo
-from mmcore_plugin_baselines import MmsaMultFuser, MmsaOutputHead
-from mmcore_plugin_baselines.mmsa_mapping import from_mmsa
+from mmcore_plugin_baselines import MmsaMultFuser
 from mmcore_plugin_baselines.params import MmsaMultParams, MmsaOutputParams
 
 pytestmark = pytest.mark.skipif(mmsa_reference.mmsa_root() is None,
@@ -56,12 +55,7 @@ def _pair(args, names, train, seed=0):
     mmsa_reference.randomise(ref, seed)
     ctx = BuildContext(modalities={m: ModalityInfo(m, D, LENS[m]) for m in names}, d_model=D)
     fuser = MmsaMultFuser(_params(args, train), ctx)
-    head = MmsaOutputHead(MmsaOutputParams(), BuildContext(modalities=ctx.modalities, d_model=D, in_dim=fuser.out_dim))
-    fs, hs = from_mmsa("mmsa_mult", ref.state_dict(), names)
-    fuser.load_state_dict(fs, strict=True)
-    head.load_state_dict(hs, strict=True)
-    for mod in (ref, fuser, head):
-        mod.train(train)
+    head = mmsa_reference.with_mmsa_weights("mmsa_mult", ref, fuser, ctx, MmsaOutputParams(), train)
     return ref, fuser, head
 
 
@@ -98,13 +92,7 @@ def test_outputs_loss_and_gradients_equal_mmsa(config, train):
     torch.testing.assert_close(loss_ours, loss_ref, atol=ATOL, rtol=RTOL)
     loss_ref.backward()
     loss_ours.backward()
-    grads = {k: p.grad if p.grad is not None else torch.zeros_like(p) for k, p in ref.named_parameters()}
-    f_grad, h_grad = from_mmsa("mmsa_mult", grads, TAV)
-    for mod, expected in ((fuser, f_grad), (head, h_grad)):
-        for k, p in mod.named_parameters():
-            torch.testing.assert_close(p.grad, expected[k], atol=ATOL, rtol=RTOL, msg=lambda m: f"{k}: {m}")
-    for m in TAV:
-        torch.testing.assert_close(x2[m].grad, x[m].grad, atol=ATOL, rtol=RTOL)
+    mmsa_reference.assert_grads_equal_mmsa("mmsa_mult", ref, fuser, head, TAV, atol=ATOL, rtol=RTOL, inputs=(x2, x))
 
 
 def test_another_modality_order_gives_the_same_model():

@@ -22,7 +22,7 @@ import mmsa_reference
 from mmsa_reference import Args
 from mmcore.batch import Batch
 from mmcore.protocols import BuildContext, ModalityInfo
-from mmcore_plugin_baselines import MmsaOutputHead, SelfMMFuser
+from mmcore_plugin_baselines import SelfMMFuser
 from mmcore_plugin_baselines.mmsa_mapping import MMSA_NAME, from_mmsa
 from mmcore_plugin_baselines.params import MmsaOutputParams, SelfMMParams
 
@@ -58,12 +58,7 @@ def _pair(names, train, seed=0):
                           post_dropouts={m: drop[f"post_{MMSA_NAME[m]}_dropout"] for m in TAV})
     ctx = BuildContext(modalities={m: ModalityInfo(m, D, LENGTHS[m]) for m in names}, d_model=D)
     fuser = SelfMMFuser(params, ctx)
-    head = MmsaOutputHead(MmsaOutputParams(), BuildContext(modalities=ctx.modalities, d_model=D, in_dim=fuser.out_dim))
-    fs, hs = from_mmsa("self_mm", ref.state_dict(), names)
-    fuser.load_state_dict(fs, strict=True)
-    head.load_state_dict(hs, strict=True)
-    for mod in (ref, fuser, head):
-        mod.train(train)
+    head = mmsa_reference.with_mmsa_weights("self_mm", ref, fuser, ctx, MmsaOutputParams(), train)
     return ref, fuser, head
 
 

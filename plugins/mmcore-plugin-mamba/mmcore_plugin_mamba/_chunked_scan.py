@@ -131,6 +131,28 @@ def _reverse_steps_(a: torch.Tensor, g: torch.Tensor) -> None:
         g[q].addcmul_(a[q + 1], g[q + 1])
 
 
+def _setup(u, A, B, C, time_major, rows):
+    """Sizes, plan and time-major padded operands shared by the forward and backward passes.
+
+    Returns Bsz, L, D, G, N, H, Q, Lp, per_slab, At (G, N, H), A2 = At log2(e), the tensors of ``rows``
+    as (B, Lp, D), and B, C as (B, Lp, G, N) views; B, C come in as (batch, G, L, N).
+    """
+    if time_major:
+        Bsz, L, D = u.shape
+    else:
+        Bsz, D, L = u.shape
+    G, N = B.shape[1], A.shape[1]
+    H = D // G
+    Q, Lp, per_slab = _plan(Bsz, D, N, L)
+    At = A.view(G, H, N).transpose(1, 2).contiguous()  # (G, N, H)
+    if time_major:
+        rows = tuple(_pad_steps(t[:, None], Lp)[:, 0].contiguous() for t in rows)  # (B, Lp, D)
+    else:
+        rows = tuple(_time_major(t, Lp) for t in rows)  # (B, Lp, D)
+    Bt, Ct = (_pad_steps(t, Lp).transpose(1, 2) for t in (B, C))  # (B, Lp, G, N) views
+    return Bsz, L, D, G, N, H, Q, Lp, per_slab, At, At * LOG2E, rows, Bt, Ct
+
+
 class ChunkedScanFn(torch.autograd.Function):
     r"""y = selective scan of (u, delta, A, B, C) by chunks in slabs; backward by the reverse scan.
 
@@ -145,21 +167,9 @@ class ChunkedScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, time_major=False):  # noqa: D102 - documented on the class
         if time_major:  # u, delta (batch, L, dim); B, C (batch, L, N)
-            Bsz, L, D = u.shape
             B, C = B[:, None], C[:, None]  # (batch, 1, L, N) views
-        else:
-            Bsz, D, L = u.shape
-        G, N = B.shape[1], A.shape[1]
-        H = D // G
-        Q, Lp, per_slab = _plan(Bsz, D, N, L)
+        Bsz, L, D, G, N, H, Q, Lp, per_slab, At, A2, (ut, dtt), Bt, Ct = _setup(u, A, B, C, time_major, (u, delta))
         nch = Lp // Q
-        At = A.view(G, H, N).transpose(1, 2).contiguous()  # (G, N, H)
-        A2 = At * LOG2E
-        if time_major:
-            ut, dtt = (_pad_steps(t[:, None], Lp)[:, 0].contiguous() for t in (u, delta))  # (B, Lp, D)
-        else:
-            ut, dtt = _time_major(u, Lp), _time_major(delta, Lp)  # (B, Lp, D)
-        Bt, Ct = (_pad_steps(t, Lp).transpose(1, 2) for t in (B, C))  # (B, Lp, G, N) views
         starts = u.new_empty(Bsz, nch, G, N, H)  # every chunk's start state: all the backward keeps
         yt = u.new_empty(Bsz, Lp, D)
         size = Bsz * Q * per_slab * D * N
@@ -194,21 +204,9 @@ class ChunkedScanFn(torch.autograd.Function):
     def backward(ctx, dy):  # noqa: D102
         u, delta, A, B, C, starts = ctx.saved_tensors
         time_major = ctx.time_major
-        if time_major:
-            Bsz, L, D = u.shape
-        else:
-            Bsz, D, L = u.shape
-        G, N = B.shape[1], A.shape[1]
-        H = D // G
-        Q, Lp, per_slab = _plan(Bsz, D, N, L)
+        Bsz, L, D, G, N, H, Q, Lp, per_slab, At, A2, (ut, dtt, dyt), Bt, Ct = _setup(
+            u, A, B, C, time_major, (u, delta, dy))
         nch = Lp // Q
-        At = A.view(G, H, N).transpose(1, 2).contiguous()  # (G, N, H)
-        A2 = At * LOG2E
-        if time_major:
-            ut, dtt, dyt = (_pad_steps(t[:, None], Lp)[:, 0].contiguous() for t in (u, delta, dy))  # (B, Lp, D)
-        else:
-            ut, dtt, dyt = (_time_major(t, Lp) for t in (u, delta, dy))  # (B, Lp, D)
-        Bt, Ct = (_pad_steps(t, Lp).transpose(1, 2) for t in (B, C))  # (B, Lp, G, N) views
         dut, ddeltat = u.new_empty(Bsz, Lp, D), u.new_empty(Bsz, Lp, D)
         dBt, dCt = u.new_empty(Bsz, Lp, G, N), u.new_empty(Bsz, Lp, G, N)
         dAt = torch.zeros_like(At)

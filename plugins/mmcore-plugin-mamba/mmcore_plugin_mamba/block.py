@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import _cpu_kernel
 from .scan import BACKENDS, resolve_backend, selective_scan, selective_scan_time_major
 
 __all__ = ["MambaBlock", "flip_valid"]
@@ -110,7 +111,10 @@ class MambaBlock(nn.Module):
                                  f"got {valid.dtype} {tuple(valid.shape)}")
             x = x.masked_fill(~valid[..., None], 0.0)  # not x * valid: NaN padding would survive that
         backend = resolve_backend(self.backend, x.device)
-        if backend == "torch":  # cpu_kernel keeps the channel-major path: measured faster than its fused variant
+        if backend == "cpu_kernel" and x.dtype in (torch.float32, torch.float64) and self.d_conv <= 64:
+            out = self._forward_cpu_kernel(x)
+            return out if valid is None else out.masked_fill(~valid[..., None], 0.0)
+        if backend in ("torch", "cpu_kernel"):
             out = self._forward_time_major(x)
             return out if valid is None else out.masked_fill(~valid[..., None], 0.0)
         xz = self.in_proj(x).transpose(1, 2)  # (B, 2E, T)
@@ -126,8 +130,20 @@ class MambaBlock(nn.Module):
         out = self.out_proj(y.transpose(1, 2))  # (B, T, d_model)
         return out if valid is None else out.masked_fill(~valid[..., None], 0.0)
 
+    def _forward_cpu_kernel(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``cpu_kernel`` path: conv, silu, scan, activations, D skip and gate in one node (``MixerFn``).
+
+        Time-major throughout, no transposes or concatenations; see ``_cpu_kernel.MixerFn``.
+        """
+        dtype = x.dtype  # A, D and the Δ bias pass through float32, as on the other paths (mamba-ssm)
+        A = -torch.exp(self.A_log.float())  # (E, N)
+        y = _cpu_kernel.MixerFn.apply(
+            self.in_proj(x), self.conv1d.weight[:, 0], self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
+            self.dt_proj.bias.float().to(dtype), A.to(dtype), self.D.float().to(dtype))  # (B, T, E)
+        return self.out_proj(y)  # (B, T, d_model)
+
     def _forward_time_major(self, x: torch.Tensor) -> torch.Tensor:
-        """The CPU path: every tensor stays (B, T, ·) as the projections produce it, so nothing is transposed.
+        """The ``torch`` path (and ``cpu_kernel`` in other dtypes): every tensor stays (B, T, ·), nothing is transposed.
 
         The scan reads z, B and C as strided views of ``in_proj``'s and ``x_proj``'s outputs and applies
         the Δ bias, softplus, D skip and z gate itself (inside the C++ kernel on ``cpu_kernel``).

@@ -1,13 +1,18 @@
-"""Tiny tensors in the equation tests: one torch thread (the CPU is shared), restored after each test."""
+"""Tiny tensors in the equation tests: one torch thread (the CPU is shared); the selective-scan backends."""
 
 import pytest
 import torch
 
+from mmcore_plugin_mamba import _cpu_kernel
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one torch thread (the CPU is shared), restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+torch.set_num_threads(1)
+
+
+@pytest.fixture(params=["torch", "cpu_kernel"])
+def backend(request) -> str:
+    """Each CPU selective-scan backend; cpu_kernel skips, saying why, where the C++ kernel did not build."""
+    if request.param == "cpu_kernel":
+        build = _cpu_kernel.load_kernel()
+        if build.lib is None:
+            pytest.skip(f"the C++ kernel did not build here: {build.error}")
+    return request.param

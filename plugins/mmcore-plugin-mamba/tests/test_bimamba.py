@@ -28,6 +28,12 @@ def prefix(lengths: list[int], T: int) -> torch.Tensor:
     return torch.arange(T) < torch.tensor(lengths)[:, None]
 
 
+def text_audio() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One row of text (3 tokens) and audio (5 tokens) from the global generator, all valid."""
+    seqs = {"text": torch.randn(1, 3, D), "audio": torch.randn(1, 5, D)}
+    return seqs, {m: torch.ones(1, x.shape[1], dtype=torch.bool) for m, x in seqs.items()}
+
+
 def reverse_rows(x: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     """Reverse each row's first lengths[b] tokens by hand (a loop, independent of flip_valid)."""
     out = x.clone()
@@ -83,8 +89,7 @@ def test_interleave_pair_runs_one_bimamba_over_m1_t1_m2_t2_and_averages_text_ove
 
 def test_concat_pair_runs_one_bimamba_over_m_then_text():
     al = aligner("text", "audio", pair="concat")
-    seqs = {"text": torch.randn(1, 3, D), "audio": torch.randn(1, 5, D)}
-    valid = {m: torch.ones(1, x.shape[1], dtype=torch.bool) for m, x in seqs.items()}
+    seqs, valid = text_audio()
     with torch.no_grad():
         out = al(seqs, valid)
         y = al.branches["audio"](torch.cat([seqs["audio"], seqs["text"]], 1), torch.ones(1, 8, dtype=torch.bool))
@@ -94,8 +99,7 @@ def test_concat_pair_runs_one_bimamba_over_m_then_text():
 
 def test_shared_pair_runs_each_stream_alone_through_the_branch():
     al = aligner("text", "audio", pair="shared")
-    seqs = {"text": torch.randn(1, 3, D), "audio": torch.randn(1, 5, D)}
-    valid = {m: torch.ones(1, x.shape[1], dtype=torch.bool) for m, x in seqs.items()}
+    seqs, valid = text_audio()
     with torch.no_grad():
         out = al(seqs, valid)
         torch.testing.assert_close(out.seqs["audio"], al.branches["audio"](seqs["audio"], valid["audio"]))

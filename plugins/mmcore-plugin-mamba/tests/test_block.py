@@ -11,20 +11,11 @@ from _reference import selective_scan_reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmcore_plugin_mamba import _cpu_kernel, block
+from mmcore_plugin_mamba import block
 from mmcore_plugin_mamba.block import MambaBlock, flip_valid
 
 RTOL = ATOL = 1e-4  # fp32, the bar for pure-torch block vs the sequential reference
 SAME_RTOL = SAME_ATOL = 1e-5  # two backends on the same weights: only summation order differs
-
-
-@pytest.fixture(params=["torch", "cpu_kernel"])
-def backend(request) -> str:
-    if request.param == "cpu_kernel":
-        build = _cpu_kernel.load_kernel()
-        if build.lib is None:
-            pytest.skip(f"the C++ kernel did not build here: {build.error}")
-    return request.param
 
 
 def make_block(backend="torch", seed=0, **kwargs) -> MambaBlock:

@@ -5,30 +5,18 @@ import os
 import pytest
 
 from mmcore.registry import get_registry
-from mmcore.testing import (check_component, check_hook_imports_no_torch, check_params_documented, contract_cases,
-                            readme_section)
+from mmcore.testing import readme_section
+from mmcore.testing.plugin_contract import PluginContract
 
-PROVIDER = "mmcore-plugin-mamba"
 EXPECTED = {("fuser", "interleaved_mamba"), ("aligner", "bimamba_text_centric"), ("encoder", "mamba")}
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 
 
-def test_plugin_registers_exactly_its_three_components():
-    assert set(contract_cases(provider=PROVIDER)) == EXPECTED
-
-
-def test_importing_the_hook_does_not_import_torch():
-    check_hook_imports_no_torch("mmcore_plugin_mamba.plugin")
-
-
-@pytest.mark.parametrize("kind,name", contract_cases(provider=PROVIDER))
-def test_contract(kind, name):
-    check_component(kind, name)
-
-
-@pytest.mark.parametrize("kind,name", sorted(EXPECTED))
-def test_readme_section_documents_every_param(kind, name):
-    check_params_documented(kind, name, README)
+class TestPluginContract(PluginContract):
+    provider = "mmcore-plugin-mamba"
+    hook = "mmcore_plugin_mamba.plugin"
+    readme = README
+    expected = EXPECTED
 
 
 @pytest.mark.parametrize("kind,name", sorted(EXPECTED))

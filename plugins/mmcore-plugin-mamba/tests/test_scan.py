@@ -19,15 +19,6 @@ RTOL_F64 = ATOL_F64 = 1e-9
 GRAD_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 
-@pytest.fixture(params=["torch", "cpu_kernel"])
-def backend(request) -> str:
-    if request.param == "cpu_kernel":
-        build = _cpu_kernel.load_kernel()
-        if build.lib is None:
-            pytest.skip(f"the C++ kernel did not build here: {build.error}")
-    return request.param
-
-
 def make_inputs(batch, dim, groups, L, N, *, full=True, dtype=torch.float32, seed=0):
     """Leaf tensors in mamba-ssm's layouts; B, C (batch, N, L) if groups is None else (batch, G, N, L)."""
     g = torch.Generator().manual_seed(seed)

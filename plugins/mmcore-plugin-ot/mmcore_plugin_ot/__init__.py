@@ -11,29 +11,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mmcore import lazy_exports
+from mmcore import lazy_package
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "ConvergenceWarning": "sinkhorn",
-    "SinkhornResult": "sinkhorn",
-    "sinkhorn_plan": "sinkhorn",
-    "sinkhorn_cost": "sinkhorn",
-    "MultiMarginalResult": "multimarginal",
-    "multimarginal_sinkhorn_plan": "multimarginal",
-    "mmd2": "mmd",
-    "mmd2_pooled": "mmd",
-    "median_sigma": "mmd",
-    "bures_wasserstein_squared": "gaussian",
-    "bures_wasserstein_squared_diag": "gaussian",
-    "spd_sqrt": "gaussian",
+_EXPORTS = {  # public name -> submodule, grouped by submodule
+    **dict.fromkeys(("ConvergenceWarning", "SinkhornResult", "sinkhorn_plan", "sinkhorn_cost"), "sinkhorn"),
+    **dict.fromkeys(("MultiMarginalResult", "multimarginal_sinkhorn_plan"), "multimarginal"),
+    **dict.fromkeys(("mmd2", "mmd2_pooled", "median_sigma"), "mmd"),
+    **dict.fromkeys(("bures_wasserstein_squared", "bures_wasserstein_squared_diag", "spd_sqrt"), "gaussian"),
+    **dict.fromkeys(("MonotoneResult", "monotone_marginals"), "monotone"),
     "uniform_weights": "_masks",
-    "MonotoneResult": "monotone",
-    "monotone_marginals": "monotone",
 }
-
-__all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # what static tools see; at runtime __getattr__ below imports on demand
     from ._masks import uniform_weights as uniform_weights
@@ -53,8 +42,4 @@ if TYPE_CHECKING:  # what static tools see; at runtime __getattr__ below imports
     from .sinkhorn import sinkhorn_plan as sinkhorn_plan
 
 
-__getattr__ = lazy_exports(__name__, _EXPORTS)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__all__, __getattr__, __dir__ = lazy_package(__name__, _EXPORTS, "__version__")

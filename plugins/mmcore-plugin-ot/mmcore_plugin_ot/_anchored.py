@@ -21,7 +21,17 @@ from mmcore.protocols import AlignerOutput, BuildContext
 class AnchoredAligner(nn.Module):
     """Base class: validation, the per-modality loop, projection and ``alignment_plans``.
 
-    Subclasses set ``self.normalize`` ("paper" or "barycentric") and implement :meth:`plan`.
+    Subclasses set ``self.normalize`` ("paper" or "barycentric") and implement :meth:`plan`; their
+    docstrings refer here for what every token aligner shares:
+
+    Shapes: seqs[anchor] (B, T_a, d), seqs[m] (B, T_m, d) -> every output (B, T_a, d) with the
+    anchor's valid mask; ``alignment_plans()[m]`` is the plan of :meth:`plan` (B, T_a, T_m).
+
+    Args (of a subclass's constructor):
+        params: the subclass's params model (its ``anchor`` is passed here).
+        ctx: the build context (the anchor must be one of its modalities).
+    Raises:
+        ValueError: when the anchor is not a modality, or the inputs disagree on B or d.
     """
 
     normalize: str = "paper"

@@ -163,13 +163,17 @@ class GmmPrototypeOTAligner(nn.Module):
         # the losses run in float32 even under bf16 autocast: EM sums, moments and OT need the precision
         with torch.autocast(device_type=x.device.type, enabled=False):
             if self.p.reference == "authors":
-                aux = self._authors_losses(uni, com, vs, missing)
+                aux, joint = self._authors_losses(uni, com, vs, missing)
+                plans = {}  # no token posteriors: alignment_plans() says so
             else:
                 aux = {"decoupling": sum(decoupling_loss(uni[m], com[m], obs[m], squared=squared)
                                          for m in self.modalities)}
                 gmms, resp = self._fit_prototypes(uni, obs)
-                aux["prototype_ot"], aux["prototype_calibration"] = self._prototype_losses(gmms, resp, uni, obs)
+                aux["prototype_ot"], aux["prototype_calibration"], joint = self._prototype_losses(gmms, resp, uni, obs)
+                plans = {} if joint is None else self._token_plans(joint, resp, obs)
                 aux["homogeneity"] = homogeneity_loss(com, obs, var_floor=self.p.var_floor, sigma=self.p.mmd_sigma)
+        # the plot state of this forward (alignment_plans, last_joint_plan): set here and nowhere else
+        self._plans, self.last_joint_plan = plans, joint
         aux = {k: v.float() for k, v in aux.items()}
         out = {**com, **{f"{m}_unique": uni[m] for m in self.modalities}}
         return AlignerOutput(out, {**vs, **{f"{m}_unique": vs[m] for m in self.modalities}}, aux)
@@ -193,8 +197,9 @@ class GmmPrototypeOTAligner(nn.Module):
 
     # ---------------------------------------------------------------- reference: authors
     def _authors_losses(self, uni: dict[str, Tensor], com: dict[str, Tensor], vs: dict[str, Tensor],
-                        missing: dict[str, Tensor] | None) -> dict[str, Tensor]:
-        """The four aux losses as the authors' code computes them (:mod:`.decalign_authors`).
+                        missing: dict[str, Tensor] | None) -> tuple[dict[str, Tensor], Tensor | None]:
+        """The four aux losses as the authors' code computes them (:mod:`.decalign_authors`), and their
+        multi-marginal plan, detached (None when fewer than two modalities are present).
 
         Rows whose modality is missing are left out of that modality's statistics; a modality with no
         present row in the batch is left out of the cross-modal terms.
@@ -212,18 +217,16 @@ class GmmPrototypeOTAligner(nn.Module):
         dec = [da.decoupling_loss(pick(uni[m], m), pick(com[m], m)) for m in live]
         aux = {"decoupling": torch.stack(dec).mean() if dec else zero}
         if len(live) < 2:  # nothing to align across
-            self.last_joint_plan = None
-            return {**aux, "prototype_ot": zero, "prototype_calibration": zero, "homogeneity": zero}
+            return {**aux, "prototype_ot": zero, "prototype_calibration": zero, "homogeneity": zero}, None
         het = da.hetero_loss([pick(uni[m], m) for m in live], [masks[m] for m in live],
                              num_prototypes=p.num_prototypes, em_iters=p.em_steps, var_floor=p.var_floor,
                              ot_reg=p.reg, ot_iters=p.max_iter, cost_reduction=p.cost_reduction,
                              mahalanobis=p.local_mahalanobis, entropic=p.ot_loss == "entropic",
                              unrolled=p.ot_grad == "unrolled")
-        self.last_joint_plan = het.plan.detach()
         homo = da.homo_loss([pick(com[m], m) for m in live], [masks[m] for m in live],
                             [self.latent[m] for m in live], bandwidth=p.mmd_sigma ** 2)
         return {**aux, "prototype_ot": het.ot_loss, "prototype_calibration": het.local_proto_loss,
-                "homogeneity": homo.loss}
+                "homogeneity": homo.loss}, het.plan.detach()
 
     # ---------------------------------------------------------------- prototypes (Eq. 2-4)
     def _fit_prototypes(self, uni: dict[str, Tensor], vs: dict[str, Tensor]) -> tuple[list[_gmm.Gmm], list[Tensor]]:
@@ -256,12 +259,12 @@ class GmmPrototypeOTAligner(nn.Module):
 
     # ---------------------------------------------------------------- OT and calibration (Eq. 5-9)
     def _prototype_losses(self, gmms: list[_gmm.Gmm], resp: list[Tensor], uni: dict[str, Tensor],
-                          vs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+                          vs: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(prototype_ot, prototype_calibration, the multi-marginal plan T* detached; None with one modality)."""
         M, d = len(gmms), self.d
         if M < 2:  # nothing to align across
             zero = gmms[0].means.sum() * 0.0
-            self._plans, self.last_joint_plan = {}, None
-            return zero, zero
+            return zero, zero, None
         K = gmms[0].means.shape[0]
         C = 0.0
         for i in range(M):
@@ -280,18 +283,10 @@ class GmmPrototypeOTAligner(nn.Module):
                                         detach=not unrolled).plan[0]  # (K, ..., K)
         if not unrolled:
             T = T.detach()
-        self.last_joint_plan = T.detach()
         ot = (T * C).sum() / d
         if self.p.ot_loss == "entropic":  # + eps * sum T (log T - 1), eps in cost units (reg is relative to max C)
             ot = ot + self.p.reg * scale * (T * (torch.log(T.clamp_min(tiny(T.dtype))) - 1.0)).sum() / d
         T = T.detach()  # the calibration's conditional plans are held constant
-
-        def pair_plan(i: int, j: int) -> Tensor:  # (K_i, K_j) marginal of T on modalities i and j
-            lo, hi = min(i, j), max(i, j)
-            others = tuple(k for k in range(M) if k not in (lo, hi))
-            tij = T.sum(dim=others) if others else T  # (K_lo, K_hi); sum(dim=()) would reduce everything
-            return tij if i < j else tij.transpose(0, 1)
-
         cal = ot.new_zeros(())
         for i, mi in enumerate(self.modalities):
             B, Ti, _ = uni[mi].shape
@@ -301,16 +296,15 @@ class GmmPrototypeOTAligner(nn.Module):
             for j in range(M):
                 if j == i:
                     continue
-                tij = pair_plan(i, j)
+                tij = _pair_plan(T, i, j)
                 cond = tij / tij.sum(1, keepdim=True).clamp_min(tiny(tij.dtype))  # (K, K): T(l | k)
                 q = r @ cond  # (N_i, K): weight of each prototype of j for each token of i
                 dist2 = (x.unsqueeze(1) - gmms[j].means.unsqueeze(0)).square().sum(-1)  # (N_i, K)
                 cal = cal + (q * dist2).sum() / (n_i * d)
-        self._plans = self._token_plans(T, resp, vs, pair_plan)
-        return ot, cal
+        return ot, cal, T
 
     @torch.no_grad()
-    def _token_plans(self, T: Tensor, resp: list[Tensor], vs: dict[str, Tensor], pair_plan) -> dict[str, Tensor]:
+    def _token_plans(self, T: Tensor, resp: list[Tensor], vs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Token plans induced by the prototype plan, {m: (B, T_anchor, T_m)} (see :meth:`alignment_plans`)."""
         a = self.modalities.index(self.anchor)
         ra = resp[a]  # (B, T_a, K)
@@ -323,7 +317,7 @@ class GmmPrototypeOTAligner(nn.Module):
             owned = rm.sum(1)  # (B, K): how much of the instance's frames each prototype of m holds
             share = rm / owned.unsqueeze(1).clamp_min(tiny(rm.dtype))  # (B, T_m, K): prototype l over frames
             avail = (owned > 0).to(rm.dtype).unsqueeze(1)  # (B, 1, K)
-            cond = pair_plan(a, j).unsqueeze(0) * avail  # (B, K, K): T(k, l), only prototypes present in b
+            cond = _pair_plan(T, a, j).unsqueeze(0) * avail  # (B, K, K): T(k, l), only prototypes present in b
             mass = cond.sum(2, keepdim=True)  # (B, K, 1)
             uniform = avail / avail.sum(2, keepdim=True).clamp_min(1.0)  # fallback when k's partners are all absent
             cond = torch.where(mass > 0, cond / mass.clamp_min(tiny(rm.dtype)), uniform)  # (B, K, K): T(l | k)
@@ -351,3 +345,11 @@ class GmmPrototypeOTAligner(nn.Module):
                                   "plot a run trained with reference: mmcore, or read aligner.last_joint_plan "
                                   "(the K x ... x K prototype plan)")
         return dict(self._plans)
+
+
+def _pair_plan(T: Tensor, i: int, j: int) -> Tensor:
+    """The (K_i, K_j) marginal of the multi-marginal plan T (K, ..., K) on modalities i and j."""
+    lo, hi = min(i, j), max(i, j)
+    others = tuple(k for k in range(T.dim()) if k not in (lo, hi))
+    tij = T.sum(dim=others) if others else T  # (K_lo, K_hi); sum(dim=()) would reduce everything
+    return tij if i < j else tij.transpose(0, 1)

@@ -52,14 +52,8 @@ class OrderOTAligner(AnchoredAligner):
     a soft band and cannot express "frame j+1 goes to the same token as frame j or to the next",
     which is what disambiguates repeated words. The defaults (ε = 0.1 as ``sinkhorn``, λ = 10) are
     mmcore's, picked on ``experiments/order_alignment.py --sweep --seed 1``; no paper gives them.
-    Shapes: seqs[anchor] (B, T_a, d), seqs[m] (B, T_m, d) -> every output (B, T_a, d) with the
-    anchor's valid mask; ``alignment_plans()[m]`` is $P_m$ (B, T_a, T_m).
-
-    Args:
-        params: :class:`~mmcore_plugin_ot.params.OrderOTParams`.
-        ctx: the build context (the anchor must be one of its modalities).
-    Raises:
-        ValueError: when the anchor is not a modality, or the inputs disagree on B or d.
+    Shapes, Args, Raises: as :class:`~mmcore_plugin_ot._anchored.AnchoredAligner`, ``params`` being
+    :class:`~mmcore_plugin_ot.params.OrderOTParams`; ``alignment_plans()[m]`` is $P_m$ (B, T_a, T_m).
     """
 
     def __init__(self, params: OrderOTParams, ctx: BuildContext):

@@ -27,8 +27,9 @@ class RelaxedOTParams(ComponentParams):
 
     anchor: str = Anchor
     plan: Literal["relaxed", "entropic"] = Field(
-        "relaxed", description="relaxed: the paper's Eq. 5 (each frame to its nearest anchor token); entropic: "
-                               "the balanced entropic Sinkhorn plan of Eq. 1-3 instead.")
+        "relaxed", description="relaxed: the paper's Eq. 5 (each frame to its nearest anchor token); entropic "
+                               "(deprecated): the balanced entropic plan of Eq. 1-3, i.e. the sinkhorn aligner "
+                               "with cost: cosine and the same normalize, reg, max_iter, tol (use that instead).")
     normalize: Literal["paper", "barycentric"] = Field(
         "paper", description="paper: X~ = M^T X as Eq. 6 (anchor token j gets (1/T_m) x the sum of its "
                              "frames); barycentric: divide by the mass M^T 1 each anchor token received (the "
@@ -54,6 +55,9 @@ class SinkhornParams(ComponentParams):
     window: int | None = Field(
         None, ge=0, description="Band half-width K in steps of the shorter sequence: cells outside the band get "
                                 "+inf cost (MM-Align's |i - j| <= K for equal lengths); null = no band.")
+    normalize: Literal["paper", "barycentric"] = Field(
+        "barycentric", description="barycentric: each anchor token gets the plan-weighted mean of its frames; "
+                                   "paper: P X_m as relaxed_ot's Eq. 6 (that mean times the row mass 1/T_a).")
 
 
 class MMDParams(ComponentParams):

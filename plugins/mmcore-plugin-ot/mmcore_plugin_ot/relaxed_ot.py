@@ -13,16 +13,32 @@ $\tilde X_{m,j} = \tfrac{1}{T_m}\sum_{i:\ \arg\min C_{i\cdot} = j} x^m_i$ and 0 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
 from mmcore.protocols import BuildContext
 
 from ._anchored import AnchoredAligner
-from ._costs import cosine_cost, mask_cost
+from ._costs import cosine_cost
 from ._masks import uniform_weights
-from .params import RelaxedOTParams
-from .sinkhorn import sinkhorn_plan
+from .params import RelaxedOTParams, SinkhornParams
+from .sinkhorn_aligner import entropic_plan
+
+
+class DeprecatedOptionWarning(FutureWarning):
+    """A spec option that still works as before but is deprecated; the message names its replacement.
+
+    Why a ``FutureWarning``: the spec's author is an end user, and Python hides ``DeprecationWarning``
+    outside ``__main__`` (so ``mmcore run`` would never show it).
+    """
+
+
+def as_sinkhorn(params: RelaxedOTParams) -> SinkhornParams:
+    """The ``sinkhorn`` params that compute what ``relaxed_ot`` with ``plan: entropic`` computes (plan and output)."""
+    return SinkhornParams(anchor=params.anchor, cost="cosine", reg=params.reg, max_iter=params.max_iter,
+                          tol=params.tol, normalize=params.normalize)
 
 
 class RelaxedOTAligner(AnchoredAligner):
@@ -30,9 +46,12 @@ class RelaxedOTAligner(AnchoredAligner):
 
     $$\tilde X_m = M_m^\top X_m,\qquad M_m(i, j) = \tfrac{1}{T_m}\,[\,j = \arg\min_{j'} C_m(i, j')\,]$$
 
-    (see the module docstring for every symbol). With ``plan: entropic`` the relaxed plan is
-    replaced by the balanced entropic plan $P$ of Eq. 1-3 (row sums $1/T_m$, column sums $1/T_a$,
-    regularisation ``reg``), solved by the batched log-domain :func:`~mmcore_plugin_ot.sinkhorn_plan`.
+    (see the module docstring for every symbol). ``plan: entropic`` is deprecated: it replaces the
+    relaxed plan by the balanced entropic plan $P$ of Eq. 1-3 (row sums $1/T_m$, column sums $1/T_a$,
+    regularisation ``reg``), which is the ``sinkhorn`` aligner with ``cost: cosine`` and the same
+    ``normalize``, ``reg``, ``max_iter`` and ``tol`` (:func:`as_sinkhorn`): it runs that aligner's
+    :func:`~mmcore_plugin_ot.sinkhorn_aligner.entropic_plan`, so plan and output are identical, and
+    warns (:class:`DeprecatedOptionWarning`) with the replacement spec.
 
     Reference: AlignMamba (Li et al., arXiv 2412.00833), §3.2, Eq. 1-6 (cost Eq. 3, relaxed plan
     Eq. 5, projection Eq. 6); the relaxation follows Kusner et al. 2015 (relaxed word mover's distance).
@@ -45,29 +64,29 @@ class RelaxedOTAligner(AnchoredAligner):
     Deviations: ``normalize: barycentric`` (not the default) divides by the mass $M^\top \mathbf 1$
     each anchor token received, i.e. the mean of its frames instead of $1/T_m$ times their sum.
     Ties in the argmin go to the earliest anchor token.
-    Shapes: seqs[anchor] (B, T_a, d), seqs[m] (B, T_m, d) -> every output (B, T_a, d) with the
-    anchor's valid mask; ``alignment_plans()[m]`` is $M_m^\top$ (B, T_a, T_m).
-
-    Args:
-        params: :class:`~mmcore_plugin_ot.params.RelaxedOTParams`.
-        ctx: the build context (the anchor must be one of its modalities).
-    Raises:
-        ValueError: when the anchor is not a modality, or the inputs disagree on B or d.
+    Shapes, Args, Raises: as :class:`~mmcore_plugin_ot._anchored.AnchoredAligner`, ``params`` being
+    :class:`~mmcore_plugin_ot.params.RelaxedOTParams`; ``alignment_plans()[m]`` is $M_m^\top$ (B, T_a, T_m).
+    Warns:
+        DeprecatedOptionWarning: with ``plan: entropic``, naming the ``sinkhorn`` spec to use instead.
     """
 
     def __init__(self, params: RelaxedOTParams, ctx: BuildContext):
         super().__init__(params.anchor, ctx)
-        self.kind, self.normalize = params.plan, params.normalize
-        self.reg, self.max_iter, self.tol = params.reg, params.max_iter, params.tol
+        self.normalize = params.normalize
+        #: the sinkhorn params this aligner computes with (plan: entropic), else None
+        self.entropic = as_sinkhorn(params) if params.plan == "entropic" else None
+        if self.entropic is not None:
+            given = self.entropic.model_dump(mode="json", exclude_defaults=True)
+            shown = ", params: {" + ", ".join(f"{k}: {v}" for k, v in given.items()) + "}" if given else ""
+            warnings.warn("relaxed_ot: plan: entropic is deprecated; it is the sinkhorn aligner with cosine cost "
+                          f"(the same plan and output): use aligner: {{name: sinkhorn{shown}}}",
+                          DeprecatedOptionWarning, stacklevel=2)
 
     def plan(self, xa: Tensor, va: Tensor, xm: Tensor, vm: Tensor) -> Tensor:
         """$M_m^\\top$ (relaxed) or $P^\\top$ (entropic): (B, T_a, T_m), zero on padding."""
+        if self.entropic is not None:
+            return entropic_plan(xa, va, xm, vm, self.entropic)
         both = (va.any(1) & vm.any(1)).unsqueeze(1)  # (B, 1): an instance with an empty side moves nothing
-        if self.kind == "entropic":
-            cost = mask_cost(cosine_cost(xa, xm), va, vm)  # (B, T_a, T_m), +inf on padding
-            a = uniform_weights(va, cost.dtype) * both  # (B, T_a)
-            b = uniform_weights(vm, cost.dtype) * both  # (B, T_m)
-            return sinkhorn_plan(a, b, cost, self.reg, max_iter=self.max_iter, tol=self.tol).plan
         with torch.no_grad():  # the argmin has no gradient: do not keep the cost's graph
             cost = cosine_cost(xa, xm).masked_fill(~va.unsqueeze(2), float("inf"))  # (B, T_a, T_m)
             nearest = cost.argmin(1, keepdim=True)  # (B, 1, T_m): anchor token of each frame (first on ties)

@@ -1,7 +1,8 @@
 """AlignMamba (Li et al., arXiv 2412.00833) Eq. 1-10 and 12, one test each, on cases small enough to do by hand.
 
-Local alignment (§3.2, Eq. 1-6) is ``relaxed_ot``; global alignment (§3.3, Eq. 7-10) is the ``mmd`` loss
-(``mmd2`` underneath); Eq. 12 is checked end to end on a built pipeline (the trainer's ``total_loss``).
+Local alignment (§3.2, Eq. 1-6) is ``relaxed_ot`` (the balanced plan of Eq. 1-2: ``sinkhorn`` with cosine
+cost); global alignment (§3.3, Eq. 7-10) is the ``mmd`` loss (``mmd2`` underneath); Eq. 12 is checked end to
+end on a built pipeline (the trainer's ``total_loss``).
 Every expected number is written out from the paper's formula (or from an independent float64
 reference written here), never read back from the implementation. The rows of docs/fidelity.md
 for AlignMamba point at these tests.
@@ -27,8 +28,9 @@ from mmcore.protocols import PipelineState
 from mmcore_plugin_ot._costs import cosine_cost
 from mmcore_plugin_ot.mmd import mmd2
 from mmcore_plugin_ot.mmd_loss import MMDLoss
-from mmcore_plugin_ot.params import MMDParams, RelaxedOTParams
+from mmcore_plugin_ot.params import MMDParams, RelaxedOTParams, SinkhornParams
 from mmcore_plugin_ot.relaxed_ot import RelaxedOTAligner
+from mmcore_plugin_ot.sinkhorn_aligner import SinkhornAligner
 
 F64 = torch.float64
 EXACT = 1e-12  # float64 rounding of a handful of products and sums
@@ -51,9 +53,15 @@ def hand_case():
     return xl, xv, C
 
 
-def plan_of(xl, xv, valid_v=None, **params) -> torch.Tensor:
-    """The aligner's plan in the paper's orientation M_v2l (T_v, T_l) (``alignment_plans`` holds M^T)."""
-    al = RelaxedOTAligner(RelaxedOTParams(anchor="text", **params), ctx(d=xl.shape[-1], modalities=("text", "vision")))
+def plan_of(xl, xv, valid_v=None, balanced=False, **params) -> torch.Tensor:
+    """The aligner's plan in the paper's orientation M_v2l (T_v, T_l) (``alignment_plans`` holds M^T).
+
+    ``balanced``: Eq. 1-2's entropic plan, the ``sinkhorn`` aligner with cosine cost (``relaxed_ot``'s
+    deprecated ``plan: entropic`` is the same computation); else ``relaxed_ot``.
+    """
+    c = ctx(d=xl.shape[-1], modalities=("text", "vision"))
+    al = SinkhornAligner(SinkhornParams(anchor="text", cost="cosine", **params), c) if balanced else \
+        RelaxedOTAligner(RelaxedOTParams(anchor="text", **params), c)
     al = al.double()
     vv = ones(xv.shape[1]) if valid_v is None else valid_v
     al({"text": xl, "vision": xv}, {"text": ones(xl.shape[1]), "vision": vv})
@@ -71,26 +79,27 @@ def test_eq1_transport_objective_of_the_relaxed_and_balanced_plans():
     balanced plan (Eq. 2): column 0 must take 1/2; it fills the frames in order of C(i,0) - C(i,1) =
         (-1, 1/2 - c, c - 1/2): frame 0 (1/3) then 1/6 of frame 1, so the optimum is
         (1/6)(1 - c) + (1/6)(1/2) + (1/3)(1 - c) = (1/2)(1 - c) + 1/12 ≈ 0.1503.
-    ``plan: entropic`` at reg = 0.01 reaches the balanced optimum to e^(-63) (smallest reduced cost 0.63).
+    The entropic plan (``sinkhorn``, cosine cost) at reg = 0.01 reaches the balanced optimum to e^(-63)
+    (smallest reduced cost 0.63).
     """
     xl, xv, C = hand_case()
     relaxed = plan_of(xl, xv)
-    balanced = plan_of(xl, xv, plan="entropic", reg=0.01, tol=1e-13, max_iter=100_000)
+    balanced = plan_of(xl, xv, balanced=True, reg=0.01, tol=1e-13, max_iter=100_000)
     assert abs(float((relaxed * C).sum()) - 2 / 3 * (1 - C30)) < EXACT
     assert abs(float((balanced * C).sum()) - (0.5 * (1 - C30) + 1 / 12)) < EXACT
 
 
 def test_eq2_entropic_plan_meets_the_balanced_constraints_and_tends_to_the_lp_plan():
     """Eq. 2: rows sum to 1/T_v, columns to 1/T_l, M ≥ 0. The LP optimum on C_v2l (see Eq. 1) is
-    M* = [[1/3, 0], [1/6, 1/6], [0, 1/3]]. mmcore solves Eq. 1-2 only with entropy (``plan: entropic``):
+    M* = [[1/3, 0], [1/6, 1/6], [0, 1/3]]. mmcore solves Eq. 1-2 only with entropy (``sinkhorn``, cosine cost):
     at reg = 0.01 the plan is M* to 1e-12; at the default reg = 0.1 it still meets Eq. 2 but is blurred
     (the zero cells of M* get ~6e-4 and 2e-4: the deviation the fidelity row records).
     """
     xl, xv, C = hand_case()
     lp = torch.tensor([[1 / 3, 0.0], [1 / 6, 1 / 6], [0.0, 1 / 3]], dtype=F64)
-    sharp = plan_of(xl, xv, plan="entropic", reg=0.01, tol=1e-13, max_iter=100_000)
+    sharp = plan_of(xl, xv, balanced=True, reg=0.01, tol=1e-13, max_iter=100_000)
     torch.testing.assert_close(sharp, lp, rtol=0, atol=EXACT)
-    blurred = plan_of(xl, xv, plan="entropic", tol=1e-12, max_iter=100_000)  # default reg 0.1
+    blurred = plan_of(xl, xv, balanced=True, tol=1e-12, max_iter=100_000)  # default reg 0.1
     torch.testing.assert_close(blurred.sum(1), torch.full((3,), 1 / 3, dtype=F64), rtol=0, atol=1e-10)
     torch.testing.assert_close(blurred.sum(0), torch.full((2,), 1 / 2, dtype=F64), rtol=0, atol=1e-10)
     assert (blurred >= 0).all()

@@ -262,3 +262,17 @@ def test_non_finite_valid_features_get_one_clear_error_and_padding_does_not():
     seqs["audio"][0, 0] = float("inf")  # a valid token
     with pytest.raises(NumericalRangeError, match="audio features are not finite"):
         build()(seqs, valid)
+
+
+def test_prototype_losses_return_the_plan_and_write_no_state():
+    """No hidden side effects: the loss terms return T* and leave the module alone; forward stores the plot state."""
+    al = build(K=3).eval()  # eval: refitting does not move the stored prototypes either
+    seqs, valid = inputs(seed=4)
+    al(seqs, valid)
+    state = dict(vars(al))
+    uni = {m: torch.where(valid[m].unsqueeze(-1), al.unique[m](seqs[m]), 0.0) for m in MODS}  # as forward
+    with torch.no_grad():
+        gmms, resp = al._fit_prototypes(uni, valid)
+        ot, cal, T = al._prototype_losses(gmms, resp, uni, valid)
+    assert vars(al).keys() == state.keys() and all(vars(al)[k] is v for k, v in state.items())
+    torch.testing.assert_close(T, al.last_joint_plan, rtol=0, atol=1e-6)  # what forward stored, from the same input

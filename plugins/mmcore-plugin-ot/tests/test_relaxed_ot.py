@@ -1,11 +1,18 @@
-"""relaxed_ot: AlignMamba's relaxed plan (Eq. 5) and projection (Eq. 6), and the entropic option."""
+"""relaxed_ot: AlignMamba's relaxed plan (Eq. 5) and projection (Eq. 6), and the deprecated entropic option."""
+
+import warnings
 
 import pytest
 import torch
+import yaml
 from _ot_helpers import ctx, prefix_valid
 
-from mmcore_plugin_ot.params import RelaxedOTParams
-from mmcore_plugin_ot.relaxed_ot import RelaxedOTAligner
+from mmcore_plugin_ot.params import RelaxedOTParams, SinkhornParams
+from mmcore_plugin_ot.relaxed_ot import DeprecatedOptionWarning, RelaxedOTAligner
+from mmcore_plugin_ot.sinkhorn_aligner import SinkhornAligner
+
+# the tests of plan: entropic below check the deprecated alias still computes what it did
+alias_warns = pytest.mark.filterwarnings("ignore::mmcore_plugin_ot.relaxed_ot.DeprecatedOptionWarning")
 
 MARGINAL_ATOL = 1e-4  # the entropic plan stops at tol=1e-5 (L2 over the columns); rows are exact
 
@@ -70,6 +77,7 @@ def test_barycentric_gives_the_mean_of_the_matched_frames_and_zero_when_none():
     torch.testing.assert_close(out.seqs["vision"][0], expected)
 
 
+@alias_warns
 @pytest.mark.parametrize("plan", ["relaxed", "entropic"])
 def test_padding_gets_no_mass_and_changes_nothing(plan):
     g = torch.Generator().manual_seed(1)
@@ -88,6 +96,7 @@ def test_padding_gets_no_mass_and_changes_nothing(plan):
     assert torch.equal(again.valid["audio"], va)
 
 
+@alias_warns
 def test_entropic_plan_marginals_match():
     g = torch.Generator().manual_seed(2)
     xa, xm = torch.randn(3, 6, 8, generator=g), torch.randn(3, 9, 8, generator=g)
@@ -112,6 +121,7 @@ def test_gradient_reaches_each_valid_frame_through_the_projection():
     torch.testing.assert_close(xm.grad, expected)  # d(M^T X)/dX = M^T: 1/T_m on valid frames, 0 on padding
 
 
+@alias_warns
 def test_bfloat16_input_gives_bfloat16_output_without_nan():
     g = torch.Generator().manual_seed(3)
     xa, xm = torch.randn(2, 5, 8, generator=g).bfloat16(), torch.randn(2, 7, 8, generator=g).bfloat16()
@@ -124,3 +134,52 @@ def test_bfloat16_input_gives_bfloat16_output_without_nan():
 def test_unknown_anchor_is_a_clear_error():
     with pytest.raises(ValueError, match="anchor 'words' is not a modality"):
         RelaxedOTAligner(RelaxedOTParams(anchor="words"), ctx())
+
+
+@pytest.mark.parametrize("normalize", ["paper", "barycentric"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_entropic_plan_is_the_sinkhorn_aligner_it_names(normalize, dtype):
+    """plan: entropic is a deprecated alias: it warns with a sinkhorn spec, and that spec computes the same plans,
+    outputs and gradients (to 1e-6; they share one implementation, so in fact bit for bit)."""
+    g = torch.Generator().manual_seed(4)
+    c = ctx(d=8)
+    seqs = {m: torch.randn(3, T, 8, generator=g, dtype=dtype) for m, T in (("text", 6), ("audio", 9), ("vision", 5))}
+    valid = {m: prefix_valid(n, T) for m, n, T in (("text", [6, 4, 1], 6), ("audio", [9, 3, 0], 9),
+                                                     ("vision", [5, 5, 2], 5))}
+    with pytest.warns(DeprecatedOptionWarning, match=r"relaxed_ot: plan: entropic is deprecated") as seen:
+        alias = RelaxedOTAligner(RelaxedOTParams(plan="entropic", normalize=normalize, reg=0.05, tol=1e-5), c)
+    named = yaml.safe_load(str(seen[0].message).split("use aligner: ")[1])  # the spec the warning names
+    assert named["name"] == "sinkhorn"
+    sinkhorn = SinkhornAligner(SinkhornParams(**named.get("params", {})), c)
+    assert sinkhorn.p.cost == "cosine" and sinkhorn.p.window is None and sinkhorn.p.normalize == normalize
+    outs = []
+    for al in (alias, sinkhorn):
+        xs = {m: x.clone().requires_grad_() for m, x in seqs.items()}
+        out = al(xs, valid)
+        sum((y * torch.linspace(-1, 1, y.shape[-1], dtype=dtype)).sum() for y in out.seqs.values()).backward()
+        outs.append((al.alignment_plans(), out.seqs, {m: x.grad for m, x in xs.items()}))
+    for got, want in zip(outs[0], outs[1]):
+        assert got.keys() == want.keys()
+        for m in got:
+            torch.testing.assert_close(got[m], want[m], rtol=0, atol=1e-6)
+
+
+def test_entropic_alias_outputs_differ_from_sinkhorns_default_by_the_row_mass():
+    """Why the warning names normalize: paper: sinkhorn's default (barycentric) output is the alias's times T_a."""
+    g = torch.Generator().manual_seed(5)
+    xa, xm = (torch.randn(2, T, 8, generator=g, dtype=torch.float64) for T in (6, 9))
+    valid = {"text": prefix_valid([6, 4], 6), "audio": prefix_valid([9, 5], 9)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecatedOptionWarning)
+        alias = aligner(plan="entropic")({"text": xa, "audio": xm}, valid).seqs["audio"]
+    default = SinkhornAligner(SinkhornParams(), ctx(d=8, modalities=("text", "audio")))
+    plain = default({"text": xa, "audio": xm}, valid).seqs["audio"]
+    T_a = valid["text"].sum(1).to(xa.dtype).view(-1, 1, 1)
+    torch.testing.assert_close(alias * T_a, plain, rtol=0, atol=1e-12)
+    assert (alias - plain).abs().amax() > 0.1
+
+
+def test_relaxed_plan_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RelaxedOTAligner(RelaxedOTParams(), ctx())

@@ -9,6 +9,8 @@ import pytest
 from mmcore.errors import SpecError
 from mmcore.registry import reset_registry
 from mmcore.spec import spec_from_dict
+from mmcore.testing.plugin_contract import plugins_hidden
+from mmcore_plugin_ot.relaxed_ot import DeprecatedOptionWarning
 from mmcore.train.run import train_run
 
 TINY_DATA = {"name": "synthetic", "params": {"n_train": 32, "n_valid": 16, "n_test": 16,
@@ -41,9 +43,11 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_spec_validates_and_trains_one_epoch(name, tmp_path):
     rs = spec_from_dict(CASES[name])
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("error")  # no ConvergenceWarning (or anything else) on the default knobs
+        warnings.simplefilter("always", DeprecatedOptionWarning)  # but the deprecated alias says so
         res = train_run(rs, str(tmp_path / "run"), progress=False)
+    assert bool(seen) == (name == "relaxed_ot_entropic"), [str(w.message) for w in seen]
     assert math.isfinite(res["test"]["mae"])
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     aux = {"relaxed_ot+mmd": ["mmd"], "sinkhorn_window+mmd_mean": ["mmd"],
@@ -71,12 +75,9 @@ def test_plugin_params_are_checked_with_positions():
 
 
 @pytest.fixture
-def plugin_hidden(monkeypatch):
-    monkeypatch.setenv("MMCORE_LOAD_PLUGINS", "")
-    reset_registry()
-    yield
-    monkeypatch.delenv("MMCORE_LOAD_PLUGINS")
-    reset_registry()
+def plugin_hidden():
+    with plugins_hidden():
+        yield
 
 
 def test_hidden_plugin_fails_validation_with_the_install_hint(plugin_hidden):

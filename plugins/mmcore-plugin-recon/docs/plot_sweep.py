@@ -17,8 +17,6 @@ import os
 import re
 import sys
 
-from mmcore.plots.missing import plot_rate_lines
-
 NAME = re.compile(r"^(?P<variant>.+)_r(?P<rate>\d+(?:\.\d+)?)$")
 ORDER = ("recon", "recon_alpha0", "no_recon")
 LABELS = {"recon": "gated Mamba reconstruction (α = 1)", "recon_alpha0": "same module, α = 0 (no recon loss)",
@@ -62,6 +60,8 @@ def table(groups: dict[str, dict[float, dict]], baseline: float | None) -> str:
 
 
 def main(sweep_dir: str, out_dir: str) -> None:
+    from mmcore.plots.missing import plot_rate_lines
+
     with open(os.path.join(sweep_dir, "summary.json")) as f:
         summary = json.load(f)
     groups = regroup(summary)

@@ -33,19 +33,43 @@ def last_observed(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     return out.masked_fill((idx < 0).unsqueeze(-1), 0.0)
 
 
-def cell_stats(run_dir: str) -> dict[str, dict[str, float]]:
+def masked_test_split(run_dir: str):
+    """The run rebuilt with its selected weights, and its whole test split masked by the run's own eval protocol."""
     trainer = load_run(run_dir)
-    model, imp = trainer.model.eval(), trainer.model.imputer
     split = trainer.data.split("test")
     batch = split.batch(torch.arange(len(split)))
-    batch = trainer.eval_protocol.apply(batch, seed=trainer.spec.seed, epoch=None, split="test")
+    return trainer, trainer.eval_protocol.apply(batch, seed=trainer.spec.seed, epoch=None, split="test")
+
+
+def forward_with_readouts(model, imp, batch):
+    """One no-grad forward of ``model``; returns its output and each imputer branch's read-out W_r X̂."""
     raw = {}
     hooks = [b.register_forward_hook(lambda _m, _i, out, m=m: raw.__setitem__(m, out[3]))
              for m, b in imp.branches.items()]
     with torch.no_grad():
-        model(batch)
+        out = model(batch)
     for h in hooks:
         h.remove()
+    return out, raw
+
+
+def finished_cells(sweep_dir: str, cell: re.Pattern):
+    """(variant, rate, seed folder, run folder) of every finished cell of the sweep whose variant folder
+    matches ``cell`` (groups ``variant`` and ``rate``), rate 0 left out."""
+    for variant in sorted(os.listdir(os.path.join(sweep_dir, "cells"))):
+        m = cell.match(variant)
+        if not m or m["rate"] == "0.0":
+            continue
+        for seed in sorted(os.listdir(os.path.join(sweep_dir, "cells", variant))):
+            run = os.path.join(sweep_dir, "cells", variant, seed)
+            if os.path.exists(os.path.join(run, "results.json")):
+                yield m["variant"], float(m["rate"]), seed, run
+
+
+def cell_stats(run_dir: str) -> dict[str, dict[str, float]]:
+    trainer, batch = masked_test_split(run_dir)
+    model, imp = trainer.model.eval(), trainer.model.imputer
+    _, raw = forward_with_readouts(model, imp, batch)
     stats = {}
     for m, gamma in imp.gates().items():
         valid, masked = batch.valid[m], batch.masked[m] & ~batch.missing[m][:, None]
@@ -60,15 +84,7 @@ def cell_stats(run_dir: str) -> dict[str, dict[str, float]]:
 
 
 def main(sweep_dir: str) -> None:
-    rows = []
-    for variant in sorted(os.listdir(os.path.join(sweep_dir, "cells"))):
-        m = CELL.match(variant)
-        if not m or m["rate"] == "0.0":
-            continue
-        for seed in sorted(os.listdir(os.path.join(sweep_dir, "cells", variant))):
-            run = os.path.join(sweep_dir, "cells", variant, seed)
-            if os.path.exists(os.path.join(run, "results.json")):
-                rows.append((m["variant"], float(m["rate"]), seed, cell_stats(run)))
+    rows = [(variant, rate, seed, cell_stats(run)) for variant, rate, seed, run in finished_cells(sweep_dir, CELL)]
     mods = sorted({k for *_, s in rows for k in s})
     print("| variant | rate | modality | Γ masked | Γ observed | SmoothL1 W_r X̂ | SmoothL1 train mean | "
           "SmoothL1 last observed |")

@@ -37,7 +37,9 @@ import types
 import torch
 import torch.nn.functional as F
 
-from mmcore.train.run import load_run
+# the helpers of the published diagnostics (docs/recon_diagnostics.py), which this script extends
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs"))
+from recon_diagnostics import finished_cells, forward_with_readouts, masked_test_split  # noqa: E402
 
 CELL = re.compile(r"^(?P<variant>recon\w*?)_r(?P<rate>\d\.\d)$")
 EVENT = {"audio": "stress", "vision": "cue"}
@@ -87,18 +89,10 @@ def mae(model, batch) -> float:
 
 
 def cell_stats(run_dir: str) -> dict:
-    trainer = load_run(run_dir)
+    trainer, batch = masked_test_split(run_dir)
     model, imp, data = trainer.model.eval(), trainer.model.imputer, trainer.data
-    split = data.split("test")
-    batch = split.batch(torch.arange(len(split)))
-    batch = trainer.eval_protocol.apply(batch, seed=trainer.spec.seed, epoch=None, split="test")
-    raw = {}
-    hooks = [b.register_forward_hook(lambda _m, _i, out, m=m: raw.__setitem__(m, out[3]))
-             for m, b in imp.branches.items()]
-    with torch.no_grad():
-        pred = model(batch).pred.float()
-    for h in hooks:
-        h.remove()
+    output, raw = forward_with_readouts(model, imp, batch)
+    pred = output.pred.float()
     gates = imp.gates()  # Γ of this forward (the ablations below overwrite the imputer's record)
     out = {"mae": (pred - batch.labels).abs().mean().item()}
     for value, key in ((1.0, "mae_g1"), (0.0, "mae_g0")):
@@ -147,11 +141,8 @@ def cell_stats(run_dir: str) -> dict:
 
 
 def info_lost(run_dir: str) -> dict[str, float]:
-    trainer = load_run(run_dir)
+    trainer, batch = masked_test_split(run_dir)
     data = trainer.data
-    split = data.split("test")
-    batch = split.batch(torch.arange(len(split)))
-    batch = trainer.eval_protocol.apply(batch, seed=trainer.spec.seed, epoch=None, split="test")
     meta, truth = data.meta["test"], data.alignment_truth("test")
     polar = meta["polarity"] != 0  # (N, T_t)
     res = {"text": batch.masked["text"][polar].float().mean().item()}
@@ -165,16 +156,8 @@ def info_lost(run_dir: str) -> dict[str, float]:
 
 
 def main(sweep_dir: str) -> None:
-    rows = []
     cells = os.path.join(sweep_dir, "cells")
-    for variant in sorted(os.listdir(cells)):
-        m = CELL.match(variant)
-        if not m or m["rate"] == "0.0":
-            continue
-        for seed in sorted(os.listdir(os.path.join(cells, variant))):
-            run = os.path.join(cells, variant, seed)
-            if os.path.exists(os.path.join(run, "results.json")):
-                rows.append((m["variant"], float(m["rate"]), seed, cell_stats(run)))
+    rows = [(variant, rate, seed, cell_stats(run)) for variant, rate, seed, run in finished_cells(sweep_dir, CELL)]
     json.dump([{"variant": v, "rate": r, "seed": s, **st} for v, r, s, st in rows],
               open(os.path.join(sweep_dir, "recon_diagnostics.json"), "w"), indent=1)
     avg = lambda cs, f: sum(f(c) for c in cs) / len(cs)  # noqa: E731

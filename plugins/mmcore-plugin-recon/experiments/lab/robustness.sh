@@ -7,14 +7,6 @@
 #                      boundaries no longer every 3 frames, 3 frames per word on average)
 set -euo pipefail
 P=${1:-/tmp/lab/runs/mgmr_rob}
-export OMP_NUM_THREADS=1
-args=()
-for r in 0.6 0.9; do
-  miss="missing.train=[{type: temporal, rate: $r}];missing.eval=[{type: temporal, rate: $r}]"
-  args+=(--variant "recon_r$r:$miss")
-  args+=(--variant "recon_alpha0_r$r:$miss;imputer.params.default_alpha=0")
-  args+=(--variant "no_recon_r$r:$miss;imputer={name: zero}")
-done
-set -x
-.venv-test/bin/mmcore sweep examples/lab/mgmr_recon.yaml --seeds 5 --jobs 1 --out "$P-seed1" --set data.params.data_seed=1 "${args[@]}"
-.venv-test/bin/mmcore sweep examples/lab/mgmr_recon.yaml --seeds 5 --jobs 1 --out "$P-mis05" --set data.params.misalignment=0.5 "${args[@]}"
+sweep=$(dirname "$0")/sweep.sh
+RATES="0.6 0.9" bash "$sweep" "$P-seed1" --set data.params.data_seed=1
+RATES="0.6 0.9" bash "$sweep" "$P-mis05" --set data.params.misalignment=0.5

@@ -18,30 +18,23 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sys
 
-NAME = re.compile(r"^(?P<variant>.+)_r(?P<rate>\d+(?:\.\d+)?)$")
-ORDER = ("recon", "recon_alpha0", "no_recon")
+# the regrouping and number format of the README's sweep table (docs/plot_sweep.py), which this script extends
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs"))
+import plot_sweep  # noqa: E402
+from plot_sweep import ORDER, fmt as ms  # noqa: E402
+
 LABELS = {"recon": "recon: gated Mamba reconstruction, α = 1", "recon_alpha0": "recon_alpha0: same module, α = 0",
           "no_recon": "no_recon: zero imputer"}
 
 
 def regroup(summary: dict) -> dict[str, dict[float, dict]]:
-    out: dict[str, dict[float, dict]] = {}
-    for row in summary["test"]:
-        m = NAME.match(row["variant"])
-        if m:
-            out.setdefault(m["variant"], {})[float(m["rate"])] = row["metrics"]
+    """``plot_sweep.regroup``, with ``recon``'s r = 0 row standing for ``recon_alpha0``'s (not trained there)."""
+    out = plot_sweep.regroup(summary)
     if "recon" in out and 0.0 in out["recon"] and "recon_alpha0" in out:
         out["recon_alpha0"].setdefault(0.0, out["recon"][0.0])
     return out
-
-
-def ms(st: dict | None) -> str:
-    if not st or st["mean"] is None:
-        return "—"
-    return f"{st['mean']:.3f} ± {st['std']:.3f}" if st["std"] is not None else f"{st['mean']:.3f}"
 
 
 def compare(rec: dict | None, abl: dict | None) -> str:
