@@ -1,7 +1,7 @@
 """Every recipe in examples/ validates and trains one tiny epoch on synthetic data.
 
 A recipe that needs an uninstalled plugin is skipped with the plugin's name (the core-only pass of
-scripts/test.sh); with every plugin installed (its second pass) all of them run.
+scripts/test.sh); with every plugin installed (its third pass) all of them run.
 """
 
 import glob
