@@ -11,9 +11,10 @@ from test_trainer import tiny_spec
 
 from mmcore.data.load import load_dataset
 from mmcore.sweep.runner import worker_threads
+from mmcore.train import process as process_mod
 from mmcore.train import trainer as trainer_mod
 from mmcore.train.run import train_run
-from mmcore.train.trainer import SMALL_MODEL_PARAMS, choose_threads
+from mmcore.train.process import SMALL_MODEL_PARAMS, choose_threads
 
 BIG = SMALL_MODEL_PARAMS
 
@@ -40,7 +41,7 @@ def test_worker_threads_is_the_share_of_the_cores(monkeypatch):
 @pytest.fixture
 def threads_restored(monkeypatch):
     before = torch.get_num_threads()
-    monkeypatch.setattr(trainer_mod, "_budget", [])
+    monkeypatch.setattr(process_mod, "_budget", [])
     yield
     torch.set_num_threads(before)
 
@@ -51,11 +52,11 @@ def test_for_training_applies_the_policy(tmp_path, monkeypatch, threads_restored
     """The budget is torch's count when the first run starts (a sweep worker's share); the model decides."""
     torch.set_num_threads(budget)
     if not small:
-        monkeypatch.setattr(trainer_mod, "SMALL_MODEL_PARAMS", 10)
+        monkeypatch.setattr(process_mod, "SMALL_MODEL_PARAMS", 10)
     rs = tiny_spec(train={"num_threads": explicit})
     trainer_mod.Trainer.for_training(rs, load_dataset(rs), str(tmp_path), progress=False)
     assert torch.get_num_threads() == want
-    assert trainer_mod.thread_budget() == budget  # a second run of the process starts from the same budget
+    assert process_mod.thread_budget() == budget  # a second run of the process starts from the same budget
 
 
 def test_the_run_header_names_the_threads(tmp_path, caplog, threads_restored):

@@ -123,7 +123,8 @@ def train_run(rs: ResolvedSpec, run_dir: str | None = None, *, resume: bool = Fa
 def _train(rs: ResolvedSpec, run_dir: str | None, env: DistEnv, *, resume: bool, progress: bool,
            missing_rates: list[float] | None) -> dict:
     from ..data.load import load_dataset
-    from .trainer import Trainer, thread_choice
+    from .process import thread_choice
+    from .trainer import Trainer
 
     run_dir = broadcast_object(run_dir or default_run_dir(rs), env)
     # a folder this call creates is removed again if the run ends before its first checkpoint
@@ -218,7 +219,8 @@ def load_run(run_dir: str, data_path: str | None = None):
     from ..spec.yaml_source import data_overrides
     from ..data.load import load_dataset
     from ..spec.yaml_source import Source, apply_overrides
-    from .trainer import Trainer, apply_thread_policy, prepare_process
+    from .process import apply_thread_policy, prepare_process
+    from .trainer import Trainer
 
     spec_path = os.path.join(run_dir, "spec.yaml")
     if not os.path.exists(spec_path):
