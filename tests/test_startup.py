@@ -96,3 +96,21 @@ def test_a_run_never_imports_dynamo(tmp_path):
             "print('DYNAMO', 'torch._dynamo' in sys.modules, code)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert "DYNAMO False 0" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_mult_cross_modal_padding_mask_equals_key_padding_mask_bit_for_bit(training):
+    """The MulT block passes padding as an expanded attn_mask (no sympy import at the first batch); outputs and
+    gradients equal torch's key_padding_mask path exactly, rows of different lengths and heads > 1 included."""
+    from mmcore.builtins.fusers import CrossModalBlock
+
+    torch.manual_seed(0)
+    block = CrossModalBlock(16, 4, dropout=0.0).train(training)
+    target, source = torch.randn(3, 5, 16), torch.randn(3, 7, 16, requires_grad=True)
+    valid = torch.ones(3, 7, dtype=torch.bool)
+    valid[0, 4:], valid[2, 1:] = False, False
+    kv = block.norm_kv(source)
+    outs = [block.attn(block.norm_q(target), kv, kv, need_weights=False, **mask)[0]
+            for mask in ({"attn_mask": block.padding_mask(valid, 5)}, {"key_padding_mask": ~valid})]
+    grads = [torch.autograd.grad(o.square().sum(), source, retain_graph=True)[0] for o in outs]
+    assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])

@@ -68,8 +68,16 @@ class CrossModalBlock(nn.Module):
 
     def forward(self, target: Tensor, source: Tensor, source_valid: Tensor) -> Tensor:
         kv = self.norm_kv(source)
-        z = target + self.attn(self.norm_q(target), kv, kv, key_padding_mask=~source_valid, need_weights=False)[0]
+        mask = self.padding_mask(source_valid, target.shape[1])
+        z = target + self.attn(self.norm_q(target), kv, kv, attn_mask=mask, need_weights=False)[0]
         return z + self.ff(self.norm_ff(z))
+
+    def padding_mask(self, source_valid: Tensor, t_target: int) -> Tensor:
+        """``~source_valid`` as the (B·heads, T_t, T_s) ``attn_mask`` MHA takes (an expanded view, no copy).
+
+        The same result bit for bit as ``key_padding_mask=~source_valid`` (tests/test_startup.py), whose
+        shape check imports sympy in torch 2.13: 0.43 s CPU before the first batch (docs/performance.md)."""
+        return (~source_valid).repeat_interleave(self.attn.num_heads, 0)[:, None, :].expand(-1, t_target, -1)
 
 
 class MulTFuser(nn.Module):
