@@ -16,7 +16,9 @@ Run from the repository root (no install needed):
 Timings are medians over ``--repeats`` rounds after one warm-up; each round runs every side once
 (interleaved), so a change in machine load hits the POT loop and ours alike. With one torch thread the
 clock is the CPU time of the computing thread (``time.thread_time``, immune to being descheduled on a
-shared machine), otherwise wall time; ``--clock`` overrides. ``--thread-counts`` times
+shared machine), otherwise wall time; ``--clock`` overrides. On CPU the Sinkhorn table's last column
+times ``sinkhorn_plan`` with its compiled one-pass iterations switched off (``_cpu_sinkhorn.ENABLED``),
+i.e. torch's two mat-vecs per iteration. ``--thread-counts`` times
 ``sinkhorn_plan`` at each torch thread count, interleaved in one process, on the wall clock (CPU time
 would miss the other threads' work). The load average is printed too. Targets (issue 17, P3): Sinkhorn
 >= 50x faster than the POT loop at 1 thread with plans equal to 1e-5 (float64), never slower at 2
@@ -42,6 +44,7 @@ try:
 except ImportError:  # running from a checkout: use the plugin's source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "mmcore-plugin-ot"))
 
+from mmcore_plugin_ot import _cpu_sinkhorn  # noqa: E402
 from mmcore_plugin_ot.gaussian import bures_wasserstein_squared_diag  # noqa: E402
 from mmcore_plugin_ot.multimarginal import multimarginal_sinkhorn_plan  # noqa: E402
 from mmcore_plugin_ot.sinkhorn import ConvergenceWarning, sinkhorn_plan  # noqa: E402
@@ -108,19 +111,28 @@ def sinkhorn_rows(device: str, repeats: int) -> list[str]:
         def fwd_bwd():
             sinkhorn_plan(at, bt, cg, REG, tol=tol).plan.sum().backward()
 
-        pot_ms, knopp_ms, ms, ms_bwd = interleaved_ms(
+        def torch_loop():  # the same solve with torch's mat-vecs instead of the compiled iterations
+            _cpu_sinkhorn.ENABLED = False
+            try:
+                sinkhorn_plan(at, bt, ct, REG, tol=tol)
+            finally:
+                _cpu_sinkhorn.ENABLED = True
+
+        compiled = device == "cpu" and _cpu_sinkhorn.load().lib is not None
+        pot_ms, knopp_ms, ms, ms_bwd, *torch_ms = interleaved_ms(
             [lambda: pot_loop(a, b, cost, tol), lambda: pot_loop(a, b, cost, tol, "sinkhorn"),
-             lambda: sinkhorn_plan(at, bt, ct, REG, tol=tol), fwd_bwd],
+             lambda: sinkhorn_plan(at, bt, ct, REG, tol=tol), fwd_bwd] + ([torch_loop] if compiled else []),
             repeats, sync)
+        torch_cell = f"{torch_ms[0]:.2f} ({pot_ms / torch_ms[0]:.1f}x)" if torch_ms else "(same)"
         rows.append(
             f"| sinkhorn_plan | {device} | {str(dtype)[6:]} | {tol:.0e} | {ms:.2f} | {pot_ms:.0f} | "
             f"**{pot_ms / ms:.1f}x** | {res.n_iter} / {pot_iters} | {diff:.1e} | "
-            f"{knopp_ms:.1f} ({knopp_ms / ms:.1f}x) |"
+            f"{knopp_ms:.1f} ({knopp_ms / ms:.1f}x) | {torch_cell} |"
         )
         ms = ms_bwd
         rows.append(
             f"| + backward | {device} | {str(dtype)[6:]} | {tol:.0e} | {ms:.1f} | {pot_ms:.0f} | "
-            f"{pot_ms / ms:.1f}x | {res.n_iter} / {pot_iters} | (POT: no gradient) | |"
+            f"{pot_ms / ms:.1f}x | {res.n_iter} / {pot_iters} | (POT: no gradient) | | |"
         )
     return rows
 
@@ -214,13 +226,14 @@ def main() -> None:
     warnings.filterwarnings("error", message="Sinkhorn did not converge")
 
     print(f"Sinkhorn: B={B} pairs of {N}x{M}, cosine cost in [0, 2], reg={REG}, uniform marginals, check every 10;"
-          f" POT: a loop of ot.sinkhorn(method='sinkhorn_log') (last column: method='sinkhorn', Sinkhorn-Knopp in the"
-          f" kernel domain, unstable at small reg); sides interleaved, medians of {args.repeats}")
+          f" POT: a loop of ot.sinkhorn(method='sinkhorn_log') (next-to-last column: method='sinkhorn', Sinkhorn-Knopp in"
+          f" the kernel domain, unstable at small reg; last: ours with torch's mat-vecs instead of the compiled"
+          f" iterations); sides interleaved, medians of {args.repeats}")
     print(
         "| kernel | device | dtype | tol | ms (median) | POT loop ms | speed-up | iters ours / POT "
-        "| max abs plan diff vs POT | POT kernel-domain loop ms (speed-up) |"
+        "| max abs plan diff vs POT | POT kernel-domain loop ms (speed-up) | ours, torch mat-vecs ms (speed-up) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for device in devices:
         for row in sinkhorn_rows(device, args.repeats):
             print(row, flush=True)

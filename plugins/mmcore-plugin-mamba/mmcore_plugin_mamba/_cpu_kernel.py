@@ -1,42 +1,26 @@
 """The ``cpu_kernel`` backend: a small C++ selective scan compiled with the system compiler on first use.
 
-The source (``_cpu_kernel_src.SOURCE``) is compiled once per machine into the torch extensions
-directory (``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``, sub-folder
-``mmcore_plugin_mamba``); the file name carries a hash of the source, the compiler and its flags, so a
-cached library is reused until one of them changes. The ISA flags come from
-``torch.backends.cpu.get_cpu_capability()`` and are part of that name, so a cache shared between
-machines never hands AVX-512 code to a CPU without it. Any build or load failure is recorded (never
-raised here): ``scan.resolve_backend`` then falls back to the pure-torch backend and logs why.
-
-Why not ``torch.utils.cpp_extension.load_inline``: it prepends ``<torch/extension.h>``, whose parsing
-alone takes ~30 s on a 2-core machine; this header-free build takes ~1-2 s.
+The source (``_cpu_kernel_src.SOURCE``) is built by :func:`mmcore.native.compile_and_load` into the
+torch extensions directory (sub-folder ``mmcore_plugin_mamba``), cached under a name that hashes the
+source, the compiler, its flags and the CPU's vector ISA. Any build or load failure is recorded
+(never raised here): ``scan.resolve_backend`` then falls back to the pure-torch backend and logs why.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
-import os
-import platform
-import shutil
-import subprocess
 import threading
-import time
-from dataclasses import dataclass
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from mmcore.native import NativeBuild, compile_and_load
 
 from ._cpu_kernel_src import SOURCE
 
 logger = logging.getLogger("mmcore_plugin_mamba.scan")
 
-_BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"]
-_ISA_FLAGS = {
-    "AVX512": ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw"],
-    "AVX2": ["-mavx2", "-mfma"],
-}
 _P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _FWD_ARGS = [_P] * 7 + [_I64] * 6 + [_INT]
 _BWD_ARGS = [_P] * 12 + [_I64] * 6 + [_INT]
@@ -44,19 +28,13 @@ _FUSED_FWD_ARGS = [_P] * 11 + [_I64] * 10 + [_INT] * 2
 _FUSED_BWD_ARGS = [_P] * 19 + [_I64] * 12 + [_INT] * 2
 _CONV_FWD_ARGS = [_P] * 4 + [_I64] * 5 + [_INT]
 _CONV_BWD_ARGS = [_P] * 7 + [_I64] * 6 + [_INT]
+_ARGTYPES = {f"mmcore_{fn}_{suffix}": types for suffix in ("f32", "f64") for fn, types in (
+    ("scan_fwd", _FWD_ARGS), ("scan_bwd", _BWD_ARGS), ("fused_fwd", _FUSED_FWD_ARGS),
+    ("fused_bwd", _FUSED_BWD_ARGS), ("conv_fwd", _CONV_FWD_ARGS), ("conv_bwd", _CONV_BWD_ARGS))}
 FUSED_CHUNK = 64  # K: the fused backward keeps one state per K steps and recomputes the K in between
 _CACHE_LINE = 64  # bytes; torch's CPU allocator aligns tensors to it
 
-
-@dataclass(frozen=True)
-class KernelBuild:
-    """Outcome of building/loading the kernel: ``lib`` is None and ``error`` says why on failure."""
-
-    lib: ctypes.CDLL | None
-    error: str | None
-    path: str | None
-    compile_seconds: float  # 0.0 when a cached library was loaded
-
+KernelBuild = NativeBuild  # the outcome of building/loading the kernel (lib None and error set on failure)
 
 _lock = threading.Lock()
 _build: KernelBuild | None = None
@@ -76,54 +54,8 @@ def load_kernel() -> KernelBuild:
         return _build
 
 
-def _isa_flags() -> tuple[str, list[str]]:
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return "generic", []
-    cap = torch.backends.cpu.get_cpu_capability()
-    return (cap.lower(), _ISA_FLAGS[cap]) if cap in _ISA_FLAGS else ("generic", [])
-
-
 def _build_and_load() -> KernelBuild:
-    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-    if not cxx:
-        return KernelBuild(None, "no C++ compiler found (set CXX or install g++)", None, 0.0)
-    tag, isa = _isa_flags()
-    flags = _BASE_FLAGS + isa
-    digest = hashlib.sha256("\0".join([SOURCE, cxx, *flags]).encode()).hexdigest()[:16]
-    from torch.utils.cpp_extension import get_default_build_root  # imports setuptools: keep it lazy
-
-    folder = os.path.join(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root(), "mmcore_plugin_mamba")
-    path = os.path.join(folder, f"selective_scan_{tag}_{digest}.so")
-    seconds = 0.0
-    try:
-        if not os.path.exists(path):
-            os.makedirs(folder, exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"  # per-process names: concurrent builders never collide
-            src = f"{tmp}.cpp"
-            with open(src, "w") as f:
-                f.write(SOURCE)
-            t0 = time.perf_counter()
-            try:
-                proc = subprocess.run([cxx, *flags, src, "-o", tmp], capture_output=True, text=True, timeout=600)
-            finally:
-                os.remove(src)
-            seconds = time.perf_counter() - t0
-            if proc.returncode != 0:
-                tail = " ".join(proc.stderr.strip().splitlines()[-3:])
-                error = f"{os.path.basename(cxx)} exited with {proc.returncode}: {tail}"
-                return KernelBuild(None, error, None, seconds)
-            os.replace(tmp, path)  # atomic: a reader never sees a half-written library
-        lib = ctypes.CDLL(path)
-    except (OSError, subprocess.SubprocessError) as e:
-        return KernelBuild(None, f"{type(e).__name__}: {e}", None, seconds)
-    for suffix in ("f32", "f64"):
-        getattr(lib, f"mmcore_scan_fwd_{suffix}").argtypes = _FWD_ARGS
-        getattr(lib, f"mmcore_scan_bwd_{suffix}").argtypes = _BWD_ARGS
-        getattr(lib, f"mmcore_fused_fwd_{suffix}").argtypes = _FUSED_FWD_ARGS
-        getattr(lib, f"mmcore_fused_bwd_{suffix}").argtypes = _FUSED_BWD_ARGS
-        getattr(lib, f"mmcore_conv_fwd_{suffix}").argtypes = _CONV_FWD_ARGS
-        getattr(lib, f"mmcore_conv_bwd_{suffix}").argtypes = _CONV_BWD_ARGS
-    return KernelBuild(lib, None, path, seconds)
+    return compile_and_load("mmcore_plugin_mamba", "selective_scan", SOURCE, _ARGTYPES)
 
 
 def _suffix(t: torch.Tensor) -> str:

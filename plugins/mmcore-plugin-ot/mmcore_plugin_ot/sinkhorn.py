@@ -36,6 +36,7 @@ from typing import Iterator, NamedTuple
 import torch
 from torch import Tensor
 
+from . import _cpu_sinkhorn
 from ._masks import compute_dtype, masked_logsumexp, tiny
 
 __all__ = ["ConvergenceWarning", "SinkhornResult", "sinkhorn_plan", "sinkhorn_cost"]
@@ -55,6 +56,8 @@ FLOAT32_SPAN = 1e3
 MASS_RTOL = 1e-4
 #: CPU problems with fewer cost entries (B * n * m) than this are solved on one torch thread (see _serial).
 SERIAL_BELOW = 1 << 24
+#: Blocks of iterations the compiled CPU path may run ahead of the checks (see _cpu_sinkhorn.Sweep).
+SWEEP_BLOCKS = 8
 
 
 class ConvergenceWarning(UserWarning):
@@ -211,7 +214,8 @@ def _check(a: Tensor, b: Tensor, cost: Tensor, reg: float, max_iter: int, check_
         raise ValueError(f"{who}: reg must be > 0; got {reg}")
     if max_iter < 1 or check_every < 1:
         raise ValueError(f"{who}: max_iter and check_every must be >= 1; got {max_iter}, {check_every}")
-    c_min, c_max = torch.aminmax(cost.detach())  # NaN propagates into both; one pass over the cost
+    c = cost.detach()
+    c_min, c_max = c.amin(), c.amax()  # NaN propagates into both; two vectorised passes beat one aminmax (~2x)
     sa, sb = a.detach().double().sum(-1), b.detach().double().sum(-1)  # (B,)
     gap = (sa - sb).abs() / torch.maximum(sa, sb).clamp_min(1e-300)
     coarse = min((a.dtype, b.dtype), key=lambda t: torch.finfo(t).bits)  # bfloat16 weights sum with ~1e-3 error
@@ -231,7 +235,6 @@ def _check(a: Tensor, b: Tensor, cost: Tensor, reg: float, max_iter: int, check_
     if c_max < math.inf:  # every cost finite: the extremes bound |cost| (an isfinite pass costs 5 aminmax)
         finite = max(abs(c_min), abs(c_max))
     else:
-        c = cost.detach()
         finite = float(c.masked_fill(c == math.inf, 0.0).abs().amax())
     return a_min > 0 and b_min > 0 and c_max < math.inf, finite / reg
 
@@ -342,6 +345,15 @@ class _State(NamedTuple):
     err: Tensor  # (B,)
 
 
+def _block_sizes(done: int, max_iter: int, check_every: int, count: int) -> list[int]:
+    """Iterations in each of the next ``count`` blocks (fewer at max_iter) from ``done``: 1, then check_every."""
+    sizes = []
+    while done < max_iter and len(sizes) < count:
+        sizes.append(1 if done == 0 else min(check_every, max_iter - done))
+        done += sizes[-1]
+    return sizes
+
+
 def _iterate(a, b, lk: _LogKernel, row_ok, col_ok, max_iter, tol, check_every, who) -> _State:
     """Run the updates from log_u = log_v = 0 until the column error is under tol or max_iter."""
     B, n, m = lk.c.shape
@@ -366,6 +378,8 @@ def _iterate(a, b, lk: _LogKernel, row_ok, col_ok, max_iter, tol, check_every, w
     # measured as fast as a contiguous copy). Without autograd they write into two reused buffers.
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (lk.c, a, b))
     col_buf, row_buf = (None, None) if grad else (a.new_empty(B, 1, m), a.new_empty(B, 1, n))
+    # the same kernels and iterations compiled, one pass over the kernel each (see _cpu_sinkhorn_src)
+    compiled = not grad and _cpu_sinkhorn.available(lk.c)
 
     def vecmat(x: Tensor, mat: Tensor, out: Tensor | None) -> Tensor:
         """(B, k) @ (B, k, l) -> (B, l)."""
@@ -375,34 +389,44 @@ def _iterate(a, b, lk: _LogKernel, row_ok, col_ok, max_iter, tol, check_every, w
     kernel = stabilised()
     su, sv = one_u, one_v  # scalings relative to the absorbed part
     col = None  # su @ kernel when already known
+    sweep, k = None, 0  # compiled: the blocks from the current kernel and state, and the next one's index
     done = 0
     while True:
         steps = 1 if done == 0 else min(check_every, max_iter - done)  # check after 1, 1 + k, 1 + 2k, ...
         tu, kernel_t = su, kernel.mT
-        for _ in range(steps):
-            if col is None:
-                col = vecmat(tu, kernel, col_buf)  # (B, m)
-            tv = b_eff / _keep(col, col_ok, 1.0)
-            row = vecmat(tv, kernel_t, row_buf)  # (B, n)
-            tu = a_eff / _keep(row, row_ok, 1.0)
-            col = None
-        col = vecmat(tu, kernel, col_buf)  # (B, m): the error now, the next update later
-        err = torch.linalg.vector_norm(tv * col - b, dim=-1)  # (B,) column error of the current plan
-        dlu, dlv = _log(tu, row_ok), _log(tv, col_ok)
-        reach = torch.maximum(dlu.abs().amax(), dlv.abs().amax())
-        reach, worst = torch.stack([reach, err.detach().amax()]).tolist()  # the one sync per block
+        if compiled:  # the same iterations and check, in C++ (see _cpu_sinkhorn)
+            if sweep is None or k == len(sweep.sizes):
+                sizes = _block_sizes(done, max_iter, check_every, SWEEP_BLOCKS)
+                sweep, k = _cpu_sinkhorn.Sweep(kernel, a_eff, b_eff, b, row_ok, col_ok, su, col, sizes, limit / 2,
+                                               tol), 0
+            tu, tv, col, stats = sweep.block(k)
+            k += 1
+            err = stats[:, 0]
+            worst, reach = stats.amax(0).tolist()
+        else:
+            for _ in range(steps):
+                if col is None:
+                    col = vecmat(tu, kernel, col_buf)  # (B, m)
+                tv = b_eff / _keep(col, col_ok, 1.0)
+                row = vecmat(tv, kernel_t, row_buf)  # (B, n)
+                tu = a_eff / _keep(row, row_ok, 1.0)
+                col = None
+            col = vecmat(tu, kernel, col_buf)  # (B, m): the error now, the next update later
+            err = torch.linalg.vector_norm(tv * col - b, dim=-1)  # (B,) column error of the current plan
+            reach = torch.maximum(_log(tu, row_ok).abs().amax(), _log(tv, col_ok).abs().amax())
+            reach, worst = torch.stack([reach, err.detach().amax()]).tolist()  # the one sync per block
         if reach <= limit:  # False for NaN / inf too
             su, sv = tu, tv
             if reach > limit / 2:  # absorb before the scalings drift out of the safe range
-                log_u, log_v = log_u + dlu, log_v + dlv
-                del kernel, kernel_t  # free the old buffer before allocating the new one
+                log_u, log_v = log_u + _log(tu, row_ok), log_v + _log(tv, col_ok)
+                del kernel, kernel_t, sweep  # free the old buffer before allocating the new one
                 kernel = stabilised(log_u, log_v)
-                su, sv, col = one_u, one_v, None
+                su, sv, col, sweep = one_u, one_v, None, None
         else:  # the block over/underflowed: redo it from the last good state in the log domain
             log_u, log_v = log_steps(log_u + _log(su, row_ok), log_v + _log(sv, col_ok), steps)
-            del kernel, kernel_t
+            del kernel, kernel_t, sweep
             kernel = stabilised(log_u, log_v)
-            su, sv, col = one_u, one_v, None
+            su, sv, col, sweep = one_u, one_v, None, None
             err = torch.linalg.vector_norm(kernel.sum(1) - b, dim=-1)  # (B,)
             worst = float(err.detach().amax())
         done += steps
