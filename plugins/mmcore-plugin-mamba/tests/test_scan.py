@@ -95,6 +95,24 @@ def test_torch_backend_slabs_and_chunks_match_reference_in_float64(monkeypatch, 
                                    msg=lambda m: f"d{name}: {m}")
 
 
+def test_torch_backend_reused_work_buffers_leak_nothing(monkeypatch):
+    # On CPU the torch backend keeps its work buffers between calls; one left full of NaN by an
+    # earlier call must be reused without leaking into the results.
+    from mmcore_plugin_mamba import _chunked_scan
+
+    stale = [torch.full((1 << 16,), float("nan"), dtype=torch.float64) for _ in range(2)]
+    monkeypatch.setattr(_chunked_scan, "_POOL", list(stale))
+    inputs = make_inputs(2, 6, 3, 75, 8, dtype=torch.float64)
+    ref_inputs = {k: v.detach().clone().requires_grad_() for k, v in inputs.items()}
+    out, grads = run_with_grads(selective_scan, inputs, delta_softplus=True, backend="torch")
+    ref, ref_grads = run_with_grads(selective_scan_reference, ref_inputs, delta_softplus=True)
+    assert any(t is s for t in _chunked_scan._POOL for s in stale)  # the stale buffers were used, then kept
+    torch.testing.assert_close(out, ref, rtol=RTOL_F64, atol=ATOL_F64)
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=RTOL_F64, atol=ATOL_F64,
+                                   msg=lambda m: f"d{name}: {m}")
+
+
 def test_strong_decay_stays_finite_and_exact(backend):
     # Δ·A down to -1600: the true decays underflow to 0; the backends floor them (e^-40, e^-60),
     # which must change nothing visible and produce no inf/NaN.
