@@ -17,8 +17,8 @@ Timings are medians over ``--repeats`` rounds after one warm-up; each round runs
 (interleaved), so a change in machine load hits the POT loop and ours alike. With one torch thread the
 clock is the CPU time of the computing thread (``time.thread_time``, immune to being descheduled on a
 shared machine), otherwise wall time; ``--clock`` overrides. On CPU the Sinkhorn table's last column
-times ``sinkhorn_plan`` with its compiled one-pass iterations switched off (``_cpu_sinkhorn.ENABLED``),
-i.e. torch's two mat-vecs per iteration. ``--thread-counts`` times
+times ``sinkhorn_plan`` with its compiled passes switched off (``_cpu_sinkhorn.ENABLED``: validation,
+kernel, iterations and plan), i.e. torch's ops and two mat-vecs per iteration. ``--thread-counts`` times
 ``sinkhorn_plan`` at each torch thread count, interleaved in one process, on the wall clock (CPU time
 would miss the other threads' work). The load average is printed too. Targets (issue 17, P3): Sinkhorn
 >= 50x faster than the POT loop at 1 thread with plans equal to 1e-5 (float64), never slower at 2
@@ -111,7 +111,7 @@ def sinkhorn_rows(device: str, repeats: int) -> list[str]:
         def fwd_bwd():
             sinkhorn_plan(at, bt, cg, REG, tol=tol).plan.sum().backward()
 
-        def torch_loop():  # the same solve with torch's mat-vecs instead of the compiled iterations
+        def torch_loop():  # the same solve with torch's ops instead of the compiled passes
             _cpu_sinkhorn.ENABLED = False
             try:
                 sinkhorn_plan(at, bt, ct, REG, tol=tol)
@@ -227,8 +227,8 @@ def main() -> None:
 
     print(f"Sinkhorn: B={B} pairs of {N}x{M}, cosine cost in [0, 2], reg={REG}, uniform marginals, check every 10;"
           f" POT: a loop of ot.sinkhorn(method='sinkhorn_log') (next-to-last column: method='sinkhorn', Sinkhorn-Knopp in"
-          f" the kernel domain, unstable at small reg; last: ours with torch's mat-vecs instead of the compiled"
-          f" iterations); sides interleaved, medians of {args.repeats}")
+          f" the kernel domain, unstable at small reg; last: ours with torch's ops and mat-vecs instead of the"
+          f" compiled passes); sides interleaved, medians of {args.repeats}")
     print(
         "| kernel | device | dtype | tol | ms (median) | POT loop ms | speed-up | iters ours / POT "
         "| max abs plan diff vs POT | POT kernel-domain loop ms (speed-up) | ours, torch mat-vecs ms (speed-up) |"

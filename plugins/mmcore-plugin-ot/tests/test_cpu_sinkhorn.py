@@ -150,3 +150,34 @@ def test_failed_build_falls_back_to_the_torch_loop_and_logs_once(monkeypatch, tm
     assert len(messages) == 1 and "C++ CPU iterations are unavailable" in messages[0] and "exited with" in messages[0]
     assert calls == [] and torch.equal(res.plan, again.plan)
     assert float((res.plan.sum(2) - a).abs().max()) < 1e-9
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_compiled_validation_raises_what_the_torch_checks_raise(compiled, dtype):
+    a, b, cost = _problem(0, dtype, True)
+
+    def message(a, b, cost, enabled):
+        _cpu_sinkhorn.ENABLED = enabled
+        try:
+            sinkhorn_plan(a, b, cost, 0.05)
+        except ValueError as e:
+            return str(e)
+        finally:
+            _cpu_sinkhorn.ENABLED = True
+        return None
+
+    bad = []
+    for what, value in (("a", -1e-3), ("a", math.nan), ("b", math.nan), ("cost", math.nan), ("cost", -math.inf)):
+        x = {"a": a, "b": b, "cost": cost}
+        x[what] = x[what].clone()
+        x[what].view(-1)[5] = value
+        bad.append(x)
+    heavy = a.clone()
+    heavy[2] *= 1.01
+    bad.append({"a": heavy, "b": b, "cost": cost})  # unbalanced: names the pair and its sums
+    for x in bad:
+        got = message(x["a"], x["b"], x["cost"], True)
+        assert got is not None and got == message(x["a"], x["b"], x["cost"], False)
+    stats = _cpu_sinkhorn.check_stats(a, b, cost)
+    finite = cost.masked_fill(cost == math.inf, 0.0).abs().amax()
+    assert stats[:5] == [float(a.amin()), float(b.amin()), float(cost.amin()), math.inf, float(finite)]
