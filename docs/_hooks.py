@@ -98,7 +98,7 @@ def spec_reference() -> str:
     """The spec's sections and every registered component's params, as markdown tables."""
     from mmcore.registry import KINDS, get_registry
     from mmcore.spec.models import PipelineSpec
-    from mmcore.spec.validate import _unwrap_model as _submodel
+    from mmcore.spec.rules.pydantic_errors import unwrap_model as _submodel
 
     reg = get_registry()
     out = ["# Spec reference", "",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .models import ComponentSpec as ComponentSpec
 from .models import PipelineSpec as PipelineSpec
-from .validate import Part as Part
-from .validate import ResolvedSpec as ResolvedSpec
+from .resolved import Part as Part
+from .resolved import ResolvedSpec as ResolvedSpec
 from .validate import load_spec as load_spec
 from .validate import spec_from_dict as spec_from_dict
 from .validate import validate_data as validate_data

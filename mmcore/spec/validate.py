@@ -16,10 +16,8 @@ import copy
 
 from ..errors import SpecError, SpecIssue
 from ..registry import Registry, get_registry
-from .resolved import Part as Part
-from .resolved import ResolvedSpec as ResolvedSpec
+from .resolved import ResolvedSpec
 from .rules import RAW_RULES, RULES, Context
-from .rules.pydantic_errors import unwrap_model as _unwrap_model  # noqa: F401  (docs/_hooks.py reads it)
 from .yaml_source import Source, apply_overrides, load_yaml
 
 

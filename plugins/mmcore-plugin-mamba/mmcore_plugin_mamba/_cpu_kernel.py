@@ -1,6 +1,6 @@
 """The ``cpu_kernel`` backend: a small C++ selective scan compiled with the system compiler on first use.
 
-The source (``_cpu_kernel_src.SOURCE``) is built by :func:`mmcore.native.compile_and_load` into the
+The source (``_cpu_kernel_src.SOURCE``) is built by :func:`mmcore.native.build_library` into the
 torch extensions directory (sub-folder ``mmcore_plugin_mamba``), cached under a name that hashes the
 source, the compiler, its flags and the CPU's vector ISA. Any build or load failure is recorded
 (never raised here): ``scan.resolve_backend`` then falls back to the pure-torch backend and logs why.
@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import threading
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from mmcore.native import NativeBuild, compile_and_load
+from mmcore.native import NativeBuild, build_library
 
 from ._cpu_kernel_src import SOURCE
 
@@ -34,28 +33,21 @@ _ARGTYPES = {f"mmcore_{fn}_{suffix}": types for suffix in ("f32", "f64") for fn,
 FUSED_CHUNK = 64  # K: the fused backward keeps one state per K steps and recomputes the K in between
 _CACHE_LINE = 64  # bytes; torch's CPU allocator aligns tensors to it
 
-KernelBuild = NativeBuild  # the outcome of building/loading the kernel (lib None and error set on failure)
-
-_lock = threading.Lock()
-_build: KernelBuild | None = None
+_logged = False
 
 
-def load_kernel() -> KernelBuild:
-    """Build (first call on this machine) or load the cached kernel library; memoised per process."""
-    global _build
-    with _lock:
-        if _build is None:
-            _build = _build_and_load()
-            if _build.error is not None:
-                logger.warning("selective scan: the C++ CPU kernel is unavailable (%s)", _build.error)
-            elif _build.compile_seconds:
-                logger.info("selective scan: compiled the C++ CPU kernel in %.1f s -> %s",
-                            _build.compile_seconds, _build.path)
-        return _build
-
-
-def _build_and_load() -> KernelBuild:
-    return compile_and_load("mmcore_plugin_mamba", "selective_scan", SOURCE, _ARGTYPES)
+def load_kernel() -> NativeBuild:
+    """Build (first call on this machine) or load the cached kernel library (memoised per process by
+    :func:`mmcore.native.build_library`); a failure or a fresh build is logged once."""
+    global _logged
+    build = build_library("mmcore_plugin_mamba", "selective_scan", SOURCE, _ARGTYPES)
+    if not _logged:
+        _logged = True
+        if build.error is not None:
+            logger.warning("selective scan: the C++ CPU kernel is unavailable (%s)", build.error)
+        elif build.compile_seconds:
+            logger.info("selective scan: compiled the C++ CPU kernel in %.1f s -> %s", build.compile_seconds, build.path)
+    return build
 
 
 def _suffix(t: torch.Tensor) -> str:

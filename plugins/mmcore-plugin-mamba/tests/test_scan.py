@@ -9,6 +9,7 @@ import pytest
 import torch
 from _reference import selective_scan_reference
 
+from mmcore import native
 from mmcore_plugin_mamba import _cpu_kernel, scan
 from mmcore_plugin_mamba.scan import resolve_backend, selective_scan
 
@@ -192,7 +193,7 @@ def test_backend_choice_is_logged_once(monkeypatch, caplog):
 def test_failed_kernel_build_falls_back_to_torch(monkeypatch, caplog, tmp_path, cxx):
     monkeypatch.setenv("CXX", cxx)
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
-    monkeypatch.setattr(_cpu_kernel, "_build", None)
+    monkeypatch.setattr(native, "_builds", {})
     monkeypatch.setattr(scan, "_logged", set())
     with caplog.at_level(logging.WARNING, logger="mmcore_plugin_mamba.scan"):
         assert resolve_backend("auto", "cpu") == "torch"
@@ -205,9 +206,9 @@ def test_compiled_kernel_is_cached_on_disk(monkeypatch, tmp_path):
     if not (shutil.which("c++") or shutil.which("g++")):
         pytest.skip("no C++ compiler on PATH")
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
-    monkeypatch.setattr(_cpu_kernel, "_build", None)
+    monkeypatch.setattr(native, "_builds", {})  # forget this process's build: the next call compiles or loads
     first = _cpu_kernel.load_kernel()
-    monkeypatch.setattr(_cpu_kernel, "_build", None)
+    monkeypatch.setattr(native, "_builds", {})
     second = _cpu_kernel.load_kernel()
     assert first.lib is not None and first.compile_seconds > 0
     assert second.path == first.path and second.compile_seconds == 0.0
